@@ -1,0 +1,45 @@
+# Bulkhead build, test and demo entry points. See README.md.
+GO       ?= go
+export PATH := /usr/local/go/bin:$(PATH)
+export GOFLAGS ?= -mod=mod
+BIN      := bin/bulkhead
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+PKGS     := ./...
+
+.PHONY: all build test vet bench fuzz demo demo-down clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "-X github.com/bulkhead/bulkhead/internal/cli.Version=$(VERSION)" -o $(BIN) ./cmd/bulkhead
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+# Every test: unit, golden, fuzz seed corpora, and (as root) kernel tests in
+# network namespaces.
+test: build vet
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+# Benchmarks report ratios against a baseline measured in the same run.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 2x -timeout 30m ./internal/eval ./internal/store ./internal/policy
+	@if [ "$$(id -u)" = 0 ] && [ -d internal/nft ]; then $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/nft; fi
+
+# Short coverage-guided fuzzing of every parser.
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/tagexpr
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/ports
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/policy
+
+demo: build
+	@scripts/demo.sh up
+
+demo-down:
+	@scripts/demo.sh down
+
+clean:
+	rm -rf bin .demo
