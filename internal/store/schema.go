@@ -1,0 +1,60 @@
+package store
+
+// sqliteMigrations are the SQLite schema steps; PRAGMA user_version counts how
+// many a database has had. Append only: a released step is never edited.
+//
+// Times are Unix nanoseconds (UTC). Revision numbers are given by the store,
+// not by autoincrement, so that a commit can insert exactly Base+1.
+var sqliteMigrations = []string{
+	// 1: initial schema.
+	`
+CREATE TABLE revisions (
+	number      INTEGER PRIMARY KEY,
+	author      TEXT    NOT NULL,
+	time_ns     INTEGER NOT NULL,
+	summary     TEXT    NOT NULL,
+	rollback_to INTEGER REFERENCES revisions(number),
+	encoding    TEXT    NOT NULL,
+	body        BLOB    NOT NULL
+);
+
+CREATE TABLE workloads (
+	name       TEXT    PRIMARY KEY,
+	body       BLOB    NOT NULL,
+	updated_ns INTEGER NOT NULL
+);
+
+CREATE TABLE audit (
+	id       INTEGER PRIMARY KEY AUTOINCREMENT,
+	time_ns  INTEGER NOT NULL,
+	actor    TEXT    NOT NULL,
+	action   TEXT    NOT NULL,
+	object   TEXT    NOT NULL,
+	revision INTEGER REFERENCES revisions(number),
+	diff     TEXT    NOT NULL
+);
+CREATE INDEX audit_time   ON audit(time_ns);
+CREATE INDEX audit_actor  ON audit(actor, time_ns);
+CREATE INDEX audit_object ON audit(object, time_ns);
+
+CREATE TABLE tokens (
+	id         TEXT    PRIMARY KEY,
+	name       TEXT    NOT NULL,
+	role       TEXT    NOT NULL CHECK (role IN ('admin', 'operator', 'auditor')),
+	hash       BLOB    NOT NULL UNIQUE,
+	created_ns INTEGER NOT NULL,
+	expires_ns INTEGER
+);
+
+CREATE TABLE sequences (
+	name TEXT    PRIMARY KEY,
+	next INTEGER NOT NULL
+);
+INSERT INTO sequences (name, next) VALUES ('rule_id', 100);
+
+CREATE TABLE meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
+`,
+}
