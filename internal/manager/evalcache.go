@@ -36,15 +36,16 @@ func newEvalCache(st store.Store) *evalCache { return &evalCache{st: st} }
 // get returns the evaluator for revision n (0 = latest) over the current
 // inventory, and the revision number it is for.
 func (c *evalCache) get(ctx context.Context, n int64) (*eval.Evaluator, int64, error) {
-	var rev *store.Revision
-	var err error
 	if n == 0 {
-		rev, err = c.st.Latest(ctx)
-	} else {
-		rev, err = c.st.Revision(ctx, n)
-	}
-	if err != nil {
-		return nil, 0, err
+		// Loading a large revision costs far more than listing the newest
+		// number, so look the number up and try the cache first.
+		revs, err := c.st.Revisions(ctx, 1)
+		if err != nil {
+			return nil, 0, err
+		}
+		if len(revs) > 0 {
+			n = revs[0].Number
+		}
 	}
 	wls, err := c.st.Workloads(ctx)
 	if err != nil {
@@ -54,9 +55,13 @@ func (c *evalCache) get(ctx context.Context, n int64) (*eval.Evaluator, int64, e
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range c.entries {
-		if e.rev == rev.Number && e.inv == inv {
-			return e.eval, rev.Number, nil
+		if e.rev == n && e.inv == inv {
+			return e.eval, n, nil
 		}
+	}
+	rev, err := c.st.Revision(ctx, n)
+	if err != nil {
+		return nil, 0, err
 	}
 	set := rev.Set.Clone()
 	for _, w := range wls {
