@@ -172,7 +172,7 @@ func (d *decoder) document(index int, root *yaml.Node) []Document {
 func (d *decoder) list(src Source, n *yaml.Node) []Document {
 	env := &objectDecoder{d: d, src: src, kind: KindList, pos: map[string]Position{}}
 	var items *yaml.Node
-	env.mapping(n, "", func(key string, k, v *yaml.Node) bool {
+	env.mapping(n, "", func(key string, k, v *yaml.Node) {
 		switch key {
 		case "apiVersion":
 			if s, ok := env.scalarString(v, key); ok && s != "" && s != APIVersion && s != "v1" {
@@ -185,7 +185,6 @@ func (d *decoder) list(src Source, n *yaml.Node) []Document {
 		default:
 			env.unknownField(key, k, []string{"apiVersion", "kind", "metadata", "items"})
 		}
-		return true
 	})
 	env.flush()
 	if items == nil {
@@ -239,6 +238,8 @@ func (d *decoder) object(src Source, n *yaml.Node, errPrefix string) (Document, 
 	switch {
 	case kindNode == nil:
 		od.errorf("kind", n, "missing required field")
+	case kindNode.Kind != yaml.ScalarNode:
+		od.errorf("kind", kindNode, "expected a string, got %s", describe(kindNode))
 	case kindText == "":
 		od.errorf("kind", kindNode, "missing required field")
 	default:
@@ -427,11 +428,10 @@ func (od *objectDecoder) value(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
-		od.mapping(n, path, func(key string, k, val *yaml.Node) bool {
+		od.mapping(n, path, func(key string, k, val *yaml.Node) {
 			e := reflect.New(v.Type().Elem()).Elem()
 			od.value(val, e, joinKey(path, key))
 			m.SetMapIndex(reflect.ValueOf(key).Convert(v.Type().Key()), e)
-			return true
 		})
 		v.Set(m)
 	case reflect.Struct:
@@ -440,14 +440,13 @@ func (od *objectDecoder) value(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		fields := structFields(v.Type())
-		od.mapping(n, path, func(key string, k, val *yaml.Node) bool {
+		od.mapping(n, path, func(key string, k, val *yaml.Node) {
 			f, ok := fields.byName[key]
 			if !ok {
 				od.unknownField(joinField(path, key), k, fields.names)
-				return true
+				return
 			}
 			od.value(val, v.FieldByIndex(f.index), joinField(path, key))
-			return true
 		})
 	default:
 		panic("policy: decode: unsupported field type " + v.Type().String())
@@ -456,7 +455,7 @@ func (od *objectDecoder) value(n *yaml.Node, v reflect.Value, path string) {
 
 // mapping calls fn for each key of a mapping node in order, after checking
 // that the key is a plain scalar seen for the first time.
-func (od *objectDecoder) mapping(n *yaml.Node, path string, fn func(key string, k, v *yaml.Node) bool) {
+func (od *objectDecoder) mapping(n *yaml.Node, path string, fn func(key string, k, v *yaml.Node)) {
 	seen := make(map[string]*yaml.Node, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
@@ -476,9 +475,7 @@ func (od *objectDecoder) mapping(n *yaml.Node, path string, fn func(key string, 
 			continue
 		}
 		seen[k.Value] = k
-		if !fn(k.Value, k, v) {
-			return
-		}
+		fn(k.Value, k, v)
 	}
 }
 
