@@ -114,17 +114,29 @@ func wireDocuments(docs []policy.Document) ([]api.Document, error) {
 	return out, nil
 }
 
-// serverError renders the manager's validation details one per line.
-func serverError(err error) error {
+// serverError renders the manager's validation details one per line. The
+// manager sees documents as JSON, so where the error's document came from a
+// local file, its line and column are looked up there.
+func serverError(err error, docs ...policy.Document) error {
 	var e *apiclient.Error
-	if errors.As(err, &e) && len(e.Body.Details) > 0 {
-		lines := make([]string, len(e.Body.Details))
-		for i, d := range e.Body.Details {
-			lines[i] = d.Message
-		}
-		return fmt.Errorf("%d error(s); nothing was applied:\n%s", len(lines), strings.Join(lines, "\n"))
+	if !errors.As(err, &e) || len(e.Body.Details) == 0 {
+		return err
 	}
-	return err
+	lines := make([]string, len(e.Body.Details))
+	for i, d := range e.Body.Details {
+		lines[i] = d.Message
+		for _, doc := range docs {
+			if doc.Source.File != d.File || doc.Source.Index != d.Index {
+				continue
+			}
+			fe := &policy.FieldError{Source: doc.Source, Kind: policy.Kind(d.Kind), Name: d.Name, Field: d.Field, Reason: d.Reason}
+			if pos, ok := doc.Source.At.Lookup(d.Field); ok {
+				fe.Line, fe.Column = pos.Line, pos.Column
+			}
+			lines[i] = fe.Error()
+		}
+	}
+	return fmt.Errorf("%d error(s); nothing was applied:\n%s", len(lines), strings.Join(lines, "\n"))
 }
 
 func (g *globals) applyFiles(cmd *cobra.Command, files []string, dryRun bool, summary string) (api.ApplyResponse, error) {
@@ -141,7 +153,7 @@ func (g *globals) applyFiles(cmd *cobra.Command, files []string, dryRun bool, su
 		return api.ApplyResponse{}, err
 	}
 	resp, err := c.Apply(ctx(cmd), api.ApplyRequest{Documents: wire, DryRun: dryRun, Summary: summary})
-	return resp, serverError(err)
+	return resp, serverError(err, docs...)
 }
 
 func (g *globals) printChanges(changes []policy.Change, withDiff bool) {

@@ -139,6 +139,34 @@ spec: {ports: [tcp/9000-8000]}
 	if strings.Contains(out, "ok") {
 		t.Errorf("a good document of a refused file was applied:\n%s", out)
 	}
+
+	// A reference error is found by the manager; the CLI still names the
+	// exact line and column in the user's file.
+	os.WriteFile(bad, []byte(`apiVersion: bulkhead.io/v1
+kind: Service
+metadata: {name: ok}
+spec: {ports: [tcp/443]}
+---
+apiVersion: bulkhead.io/v1
+kind: Policy
+metadata: {name: p}
+spec:
+  category: Application
+  rules:
+  - name: r
+    sources: [web]
+    destinations: [nowhere]
+    action: allow
+`), 0o644)
+	_, err = run(t, "", append([]string{"apply", "-f", bad}, conn...)...)
+	if err == nil || !strings.Contains(err.Error(), "bad.yaml:13:15: document 2 (Policy \"p\"): spec.rules[0].sources[0]: unknown group \"web\"") ||
+		!strings.Contains(err.Error(), "bad.yaml:14:20:") {
+		t.Errorf("reference errors:\n%v", err)
+	}
+	out = mustRun(t, "", append([]string{"get", "services"}, conn...)...)
+	if strings.Contains(out, "ok") {
+		t.Errorf("a good document of a refused file was applied:\n%s", out)
+	}
 }
 
 func TestConnectionFromEnvAndLogin(t *testing.T) {
