@@ -15,7 +15,8 @@ import (
 )
 
 const kindHelp = `KIND is one of workload, group, service, contextprofile (profile), policy,
-defaultrule (plural and capitalised forms work too).`
+defaultrule (plural and capitalised forms work too); 'get hosts' lists the
+agent hosts.`
 
 func decodeObjects(raws []json.RawMessage) ([]policy.Object, error) {
 	out := make([]policy.Object, 0, len(raws))
@@ -148,6 +149,9 @@ func newGetCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := g.checkOutput(); err != nil {
 				return err
+			}
+			if isHostKind(args[0]) {
+				return g.getHosts(cmd, args[1:])
 			}
 			kind, err := api.ParseKind(args[0])
 			if err != nil {

@@ -18,10 +18,13 @@ import (
 
 // managerFile is the strict schema of `bulkhead manager --config FILE`.
 type managerFile struct {
-	DataDir  string   `yaml:"dataDir"`
-	Listen   string   `yaml:"listen"`
-	Hosts    []string `yaml:"hosts"`
-	LogLevel string   `yaml:"logLevel"`
+	DataDir string `yaml:"dataDir"`
+	Listen  string `yaml:"listen"`
+	// AgentListen is a pointer so that an explicit "" (channel off) differs
+	// from leaving the default.
+	AgentListen *string  `yaml:"agentListen"`
+	Hosts       []string `yaml:"hosts"`
+	LogLevel    string   `yaml:"logLevel"`
 }
 
 func loadManagerConfig(path string) (manager.Config, error) {
@@ -48,12 +51,15 @@ func loadManagerConfig(path string) (manager.Config, error) {
 	if f.LogLevel != "" {
 		cfg.LogLevel = f.LogLevel
 	}
+	if f.AgentListen != nil {
+		cfg.AgentListen = *f.AgentListen
+	}
 	cfg.Hosts = f.Hosts
 	return cfg, nil
 }
 
 func newManagerCmd(g *globals) *cobra.Command {
-	var file, dataDir, listen, logLevel string
+	var file, dataDir, listen, agentListen, logLevel string
 	var hosts []string
 	cmd := &cobra.Command{
 		Use:   "manager",
@@ -66,6 +72,7 @@ Flags override the config file, which is decoded strictly (unknown keys are erro
 
   dataDir: /var/lib/bulkhead
   listen: 127.0.0.1:8443
+  agentListen: 127.0.0.1:8444         # agents' gRPC channel; "" turns it off
   hosts: [manager.example.internal]   # extra names for the server certificate
   logLevel: info`,
 		Args: cobra.NoArgs,
@@ -79,6 +86,9 @@ Flags override the config file, which is decoded strictly (unknown keys are erro
 			}
 			if cmd.Flags().Changed("listen") {
 				cfg.Listen = listen
+			}
+			if cmd.Flags().Changed("agent-listen") {
+				cfg.AgentListen = agentListen
 			}
 			if cmd.Flags().Changed("log-level") {
 				cfg.LogLevel = logLevel
@@ -103,6 +113,7 @@ Flags override the config file, which is decoded strictly (unknown keys are erro
 	cmd.Flags().StringVar(&file, "config", "", "manager config file (YAML)")
 	cmd.Flags().StringVar(&dataDir, "data-dir", d.DataDir, "directory for the store, the CA and the admin token")
 	cmd.Flags().StringVar(&listen, "listen", d.Listen, "HTTPS listen address")
+	cmd.Flags().StringVar(&agentListen, "agent-listen", d.AgentListen, "gRPC address of the agent channel (mutual TLS); empty turns it off")
 	cmd.Flags().StringVar(&logLevel, "log-level", d.LogLevel, "debug, info, warn or error")
 	cmd.Flags().StringSliceVar(&hosts, "host", nil, "extra DNS name or IP for the server certificate (repeatable)")
 	return cmd

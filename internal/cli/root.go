@@ -82,7 +82,10 @@ Which manager: --server/--token-file/--ca, else BULKHEAD_SERVER, BULKHEAD_TOKEN
 		newRollbackCmd(g),
 		newEvalCmd(g),
 		newAuditCmd(g),
+		newFlowsCmd(g),
 		newAPITokenCmd(g),
+		newTokenCmd(g),
+		newAgentCmd(g),
 	)
 	return root
 }

@@ -242,6 +242,7 @@ func (s *Server) commit(r *http.Request, c *change) (int64, error) {
 		s.metrics.revisions.Inc()
 		s.metrics.latestRevision.Set(float64(rev))
 	}
+	s.agents.Changed()
 	return rev, nil
 }
 

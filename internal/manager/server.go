@@ -14,9 +14,12 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bulkhead/bulkhead/internal/api"
+	"github.com/bulkhead/bulkhead/internal/controlplane"
+	"github.com/bulkhead/bulkhead/internal/flowstore"
 	"github.com/bulkhead/bulkhead/internal/pki"
 	"github.com/bulkhead/bulkhead/internal/store"
 )
@@ -27,6 +30,9 @@ type Config struct {
 	DataDir string `json:"dataDir"`
 	// Listen is the HTTPS address of the API and console.
 	Listen string `json:"listen"`
+	// AgentListen is the gRPC address of the agent channel (mutual TLS);
+	// empty turns the channel off.
+	AgentListen string `json:"agentListen,omitempty"`
 	// Hosts are extra DNS names and IPs for the server certificate.
 	Hosts []string `json:"hosts,omitempty"`
 	// LogLevel is debug, info, warn or error.
@@ -35,7 +41,7 @@ type Config struct {
 
 // Defaults returns the configuration used for fields left empty.
 func Defaults() Config {
-	return Config{DataDir: "/var/lib/bulkhead", Listen: "127.0.0.1:8443", LogLevel: "info"}
+	return Config{DataDir: "/var/lib/bulkhead", Listen: "127.0.0.1:8443", AgentListen: "127.0.0.1:8444", LogLevel: "info"}
 }
 
 // Validate checks a configuration after defaults are applied.
@@ -45,6 +51,11 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("manager config: listen: %q is not host:port: %w", c.Listen, err)
+	}
+	if c.AgentListen != "" {
+		if _, _, err := net.SplitHostPort(c.AgentListen); err != nil {
+			return fmt.Errorf("manager config: agentListen: %q is not host:port: %w", c.AgentListen, err)
+		}
 	}
 	switch c.LogLevel {
 	case "", "debug", "info", "warn", "error":
@@ -72,6 +83,13 @@ type Server struct {
 	// revision; the store's optimistic check catches any other writer.
 	writeMu sync.Mutex
 	evals   *evalCache
+
+	// agents is the agent channel (agents.go); agentAddr its bound address.
+	agents    *controlplane.ControlPlane
+	agentAddr atomic.Pointer[string]
+
+	// flows is the flow store (flows.go), nil until openFlows.
+	flows flowstore.Store
 }
 
 // New opens (or creates) the manager's state in cfg.DataDir: store, CA and,
@@ -100,12 +118,17 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
+	if err := s.openFlows(); err != nil {
+		st.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
 func newServer(cfg Config, log *slog.Logger, st store.Store, ca *pki.CA) *Server {
 	s := &Server{cfg: cfg, log: log, store: st, ca: ca, now: time.Now, metrics: newMetrics()}
 	s.evals = newEvalCache(st)
+	s.agents = s.newControlPlane()
 	s.routes = s.buildRoutes()
 	s.mux = s.newMux()
 	return s
@@ -141,8 +164,8 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 // Handler serves the API, metrics and health check.
 func (s *Server) Handler() http.Handler { return s.mux }
 
-// Close releases the store.
-func (s *Server) Close() error { return s.store.Close() }
+// Close releases the stores.
+func (s *Server) Close() error { return errors.Join(s.closeFlows(), s.store.Close()) }
 
 // CA returns the manager's certificate authority.
 func (s *Server) CA() *pki.CA { return s.ca }
@@ -175,7 +198,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	s.log.Info("manager listening", "url", "https://"+ln.Addr().String(), "ca", filepath.Join(s.cfg.DataDir, "ca.crt"))
+	agentCtx, stopAgents := context.WithCancel(ctx)
+	defer stopAgents()
+	agentsDone, err := s.startAgents(agentCtx)
+	if err != nil {
+		return err
+	}
+	s.log.Info("manager listening", "url", "https://"+ln.Addr().String(), "ca", filepath.Join(s.cfg.DataDir, "ca.crt"), "agents", s.AgentAddr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	select {
@@ -183,7 +212,22 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)
+		if s.cfg.AgentListen != "" {
+			<-agentsDone
+		}
 		return nil
+	case err := <-agentsDone:
+		if ctx.Err() != nil { // shutting down: the agent channel went first
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			srv.Shutdown(sctx)
+			return nil
+		}
+		srv.Close()
+		if err == nil {
+			err = errors.New("stopped")
+		}
+		return fmt.Errorf("manager: agent channel: %w", err)
 	case err := <-errc:
 		if errors.Is(err, http.ErrServerClosed) {
 			return nil

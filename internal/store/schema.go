@@ -57,4 +57,29 @@ CREATE TABLE meta (
 	value TEXT NOT NULL
 );
 `,
+	// 2: agent hosts and their one-time bootstrap tokens.
+	`
+CREATE TABLE hosts (
+	name              TEXT    PRIMARY KEY,
+	cert_serial       TEXT    NOT NULL,
+	cert_fingerprint  TEXT    NOT NULL,
+	enrolled_ns       INTEGER NOT NULL,
+	last_seen_ns      INTEGER,
+	revoked_ns        INTEGER,
+	realized_revision INTEGER NOT NULL DEFAULT 0,
+	realized_digest   BLOB,
+	last_error        TEXT    NOT NULL DEFAULT ''
+);
+
+CREATE TABLE bootstrap_tokens (
+	id         TEXT    PRIMARY KEY,
+	hash       BLOB    NOT NULL UNIQUE,
+	host       TEXT    NOT NULL DEFAULT '',
+	created_by TEXT    NOT NULL,
+	created_ns INTEGER NOT NULL,
+	expires_ns INTEGER NOT NULL,
+	used_ns    INTEGER,
+	used_by    TEXT
+);
+`,
 }

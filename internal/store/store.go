@@ -177,6 +177,8 @@ type Store interface {
 	// SetMeta stores value under key, replacing any previous value.
 	SetMeta(ctx context.Context, key, value string) error
 
+	HostStore
+
 	Close() error
 }
 

@@ -1,0 +1,23 @@
+// Package agentapi is the gRPC contract between the manager and the agent on
+// every host: enrollment, workload reports, the desired-state stream, its
+// acknowledgements and flow records. agent.pb.go and agent_grpc.pb.go are
+// generated from agent.proto.
+package agentapi
+
+//go:generate protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative agent.proto
+
+import "crypto/sha256"
+
+// FormatEmpty is the format of a desired state that enforces nothing: the
+// host has no policy yet. Its payload is empty.
+const FormatEmpty = "empty"
+
+// Digest identifies a desired state by its format and payload, so that both
+// ends can tell whether the host already holds it without resending it.
+func Digest(format string, payload []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte(format))
+	h.Write([]byte{0})
+	h.Write(payload)
+	return h.Sum(nil)
+}

@@ -1,0 +1,197 @@
+package manager
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bulkhead/bulkhead/internal/api"
+	"github.com/bulkhead/bulkhead/internal/flow"
+	"github.com/bulkhead/bulkhead/internal/flowstore"
+)
+
+// Flow retention: a week, and at most 50M records (about 10 GB of SQLite).
+const (
+	flowMaxAge     = 7 * 24 * time.Hour
+	flowMaxRows    = 50_000_000
+	flowPruneEvery = time.Minute
+)
+
+// openFlows opens the flow store, flows.db in the data directory: a file of
+// its own, so that flow ingest never holds the lock policy writes need. It
+// does nothing if the store is open.
+func (s *Server) openFlows() error {
+	if s.flows != nil {
+		return nil
+	}
+	fs, err := flowstore.OpenSQLite(filepath.Join(s.cfg.DataDir, flowstore.FileName),
+		flowstore.WithRetention(flowstore.Retention{MaxAge: flowMaxAge, MaxRows: flowMaxRows}, flowPruneEvery),
+		flowstore.WithLogger(s.log))
+	if err != nil {
+		return fmt.Errorf("manager: %w", err)
+	}
+	s.flows = fs
+	return nil
+}
+
+// closeFlows closes the flow store if it is open.
+func (s *Server) closeFlows() error {
+	if s.flows == nil {
+		return nil
+	}
+	err := s.flows.Close()
+	s.flows = nil
+	return err
+}
+
+// IngestFlows stores a batch of records that host sent; the control plane
+// calls it with the host its client certificate names. Records are put in
+// that host's name, so that no host can write over another's flows.
+func (s *Server) IngestFlows(ctx context.Context, host string, recs []flow.Record) error {
+	if s.flows == nil {
+		return fmt.Errorf("manager: ingest flows from %s: flow store not open", host)
+	}
+	prefix := host + "/"
+	for i := range recs {
+		r := &recs[i]
+		if r.Host != host {
+			r.Host = host
+		}
+		if !strings.HasPrefix(r.ID, prefix) {
+			r.ID = prefix + r.ID
+		}
+	}
+	if err := s.flows.Ingest(ctx, recs); err != nil {
+		return fmt.Errorf("manager: ingest %d flows from %s: %w", len(recs), host, err)
+	}
+	return nil
+}
+
+// protoNames are the protocols flows are shown and filtered by name.
+var protoNames = map[uint8]string{1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
+
+func protoName(p uint8) string {
+	if n, ok := protoNames[p]; ok {
+		return n
+	}
+	return strconv.Itoa(int(p))
+}
+
+func parseProto(v string) (uint8, error) {
+	for p, n := range protoNames {
+		if strings.EqualFold(v, n) {
+			return p, nil
+		}
+	}
+	n, err := strconv.ParseUint(v, 10, 8)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("proto %q: want tcp, udp, icmp, icmpv6, sctp or a protocol number", v)
+	}
+	return uint8(n), nil
+}
+
+// flowFilter reads GET /flows query parameters.
+func flowFilter(r *http.Request, now time.Time) (flowstore.Filter, error) {
+	q := r.URL.Query()
+	var f flowstore.Filter
+	var err error
+	for _, ep := range []struct {
+		param string
+		dst   *flowstore.Endpoint
+	}{{api.FlowFrom, &f.From}, {api.FlowTo, &f.To}} {
+		if *ep.dst, err = flowstore.ParseEndpoint(q.Get(ep.param)); err != nil {
+			return f, fmt.Errorf("%s: %w", ep.param, err)
+		}
+	}
+	if v := q.Get(api.FlowVerdict); v != "" {
+		if f.Verdict, err = flow.ParseVerdict(v); err != nil {
+			return f, fmt.Errorf("%s: %w", api.FlowVerdict, err)
+		}
+	}
+	if v := q.Get(api.FlowKind); v != "" {
+		if f.Kind, err = flow.ParseKind(v); err != nil {
+			return f, fmt.Errorf("%s: %w", api.FlowKind, err)
+		}
+	}
+	if v := q.Get(api.FlowRule); v != "" {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || n == 0 {
+			return f, fmt.Errorf("%s %q: want a rule id", api.FlowRule, v)
+		}
+		f.RuleID = uint32(n)
+	}
+	if v := q.Get(api.FlowPort); v != "" {
+		n, err := strconv.ParseUint(v, 10, 16)
+		if err != nil || n == 0 {
+			return f, fmt.Errorf("%s %q: want a port 1-65535", api.FlowPort, v)
+		}
+		f.Port = uint16(n)
+	}
+	if v := q.Get(api.FlowProto); v != "" {
+		if f.Proto, err = parseProto(v); err != nil {
+			return f, err
+		}
+	}
+	if f.Since, err = parseSince(q.Get(api.FlowSince), now); err != nil {
+		return f, err
+	}
+	if v := q.Get(api.FlowUntil); v != "" {
+		if f.Until, err = parseSince(v, now); err != nil {
+			return f, fmt.Errorf("until: %w", err)
+		}
+	}
+	f.Host = q.Get(api.FlowHost)
+	if v := q.Get(api.FlowLimit); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 || n > flowstore.MaxLimit {
+			return f, fmt.Errorf("%s %q: want 1-%d", api.FlowLimit, v, flowstore.MaxLimit)
+		}
+		f.Limit = n
+	}
+	return f, nil
+}
+
+func apiFlow(r *flow.Record) api.Flow {
+	out := api.Flow{
+		ID: r.ID, Kind: r.Kind.String(), Host: r.Host,
+		Src: r.Src.String(), Dst: r.Dst.String(), Proto: protoName(r.Proto),
+		SrcPort: r.SrcPort, DstPort: r.DstPort,
+		SrcWorkload: r.SrcWorkload, DstWorkload: r.DstWorkload,
+		SrcBytes: r.SrcBytes, SrcPackets: r.SrcPackets, DstBytes: r.DstBytes, DstPackets: r.DstPackets,
+		Start: r.Start, Seen: r.Seen,
+		RuleID: r.RuleID, Verdict: r.Verdict.String(),
+	}
+	if r.IsICMP() {
+		t, c := r.ICMPType, r.ICMPCode
+		out.ICMPType, out.ICMPCode = &t, &c
+	}
+	if !r.End.IsZero() {
+		e := r.End
+		out.End = &e
+	}
+	return out
+}
+
+func (s *Server) handleFlows(w http.ResponseWriter, r *http.Request) error {
+	if s.flows == nil {
+		return httpError(http.StatusServiceUnavailable, fmt.Errorf("flow store not open"))
+	}
+	f, err := flowFilter(r, s.now())
+	if err != nil {
+		return httpError(http.StatusBadRequest, err)
+	}
+	recs, err := s.flows.Query(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	out := make([]api.Flow, len(recs))
+	for i := range recs {
+		out[i] = apiFlow(&recs[i])
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}

@@ -1,0 +1,312 @@
+package nft
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+)
+
+// Names of the objects in the table.
+const (
+	SetWorkloads = "workloads"
+	SetICMP      = "icmp"
+	MapIdent4    = "ident4"
+	MapIdent6    = "ident6"
+	MapEgress    = "egress"
+	MapIngress   = "ingress"
+
+	ChainForward = "forward"
+	ChainEgress  = "egress"
+	ChainIngress = "ingress"
+	ChainVerdict = "verdict"
+	ChainDrop    = "drop"
+	ChainReject  = "reject"
+)
+
+// keyLen is the size of an egress/ingress key: ifname(16) . identity(4) .
+// l4proto(1, padded to 4) . port or ICMP type/code (2, padded to 4).
+const keyLen = 28
+
+// elem is one kernel set element. Interval maps hold a start element per
+// interval (with data) and an end element (exclusive end, no data) unless
+// the interval reaches the top of the key space.
+type elem struct {
+	key []byte
+	end bool
+	val []byte
+}
+
+// interval groups the start and (optional) end element of one interval;
+// diffs work on whole intervals so that no intermediate kernel state has a
+// dangling start or end.
+type interval struct {
+	start elem
+	stop  *elem
+}
+
+// compiled is a HostState in kernel form: the content of every set. The
+// chains depend only on Config, the revision and the defaults (rules.go).
+type compiled struct {
+	revision   uint64
+	egressDef  Mark
+	ingressDef Mark
+	workloads  [][]byte // ifname keys, sorted
+	ident4     []interval
+	ident6     []interval
+	identities []IdentityRange // the input, to reuse ident4/6 when unchanged
+	ifaces     []string        // sorted
+	points     map[pointKey]*point
+}
+
+// pointKey names one enforcement point: a workload interface, one direction.
+type pointKey struct {
+	iface   string
+	ingress bool
+}
+
+// point is the compiled decision list of one enforcement point, with the
+// input it came from: a later compile whose input is equal reuses it, so
+// that a small change to a large policy costs little to compile and diff.
+type point struct {
+	entries []Entry
+	ivs     []interval
+}
+
+// policy returns the egress or ingress map's intervals in key order.
+func (c *compiled) policy(ingress bool) []interval {
+	var out []interval
+	for _, ifc := range c.ifaces {
+		if p := c.points[pointKey{ifc, ingress}]; p != nil {
+			out = append(out, p.ivs...)
+		}
+	}
+	return out
+}
+
+// elements returns the set's elements in insertion order.
+func (c *compiled) elements(set string) []elem {
+	switch set {
+	case SetICMP:
+		return []elem{{key: []byte{ProtoICMP}}, {key: []byte{ProtoICMPv6}}}
+	case SetWorkloads:
+		out := make([]elem, len(c.workloads))
+		for i, k := range c.workloads {
+			out[i] = elem{key: k}
+		}
+		return out
+	case MapIdent4:
+		return flatten(c.ident4)
+	case MapIdent6:
+		return flatten(c.ident6)
+	case MapEgress:
+		return flatten(c.policy(false))
+	case MapIngress:
+		return flatten(c.policy(true))
+	}
+	return nil
+}
+
+func flatten(ivs []interval) []elem {
+	out := make([]elem, 0, 2*len(ivs))
+	for _, iv := range ivs {
+		out = append(out, iv.start)
+		if iv.stop != nil {
+			out = append(out, *iv.stop)
+		}
+	}
+	return out
+}
+
+func countElems(ivs []interval) int {
+	n := 0
+	for _, iv := range ivs {
+		n++
+		if iv.stop != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// compile validates st and computes every set's content. Parts whose input
+// equals prev's (which may be nil) are taken from prev as they are.
+func compile(st *HostState, prev *compiled) (*compiled, error) {
+	v4, v6, err := st.validate()
+	if err != nil {
+		return nil, err
+	}
+	c := &compiled{
+		revision:   st.Revision,
+		egressDef:  MakeMark(st.EgressDefault, false),
+		ingressDef: MakeMark(st.IngressDefault, true),
+		points:     make(map[pointKey]*point, 2*len(st.Workloads)),
+	}
+	for i := range st.Workloads {
+		w := &st.Workloads[i]
+		c.ifaces = append(c.ifaces, w.Interface)
+		for _, ingress := range []bool{false, true} {
+			entries := w.Egress
+			if ingress {
+				entries = w.Ingress
+			}
+			k := pointKey{w.Interface, ingress}
+			if prev != nil {
+				if p := prev.points[k]; p != nil && slices.Equal(p.entries, entries) {
+					c.points[k] = p
+					continue
+				}
+			}
+			c.points[k] = &point{
+				entries: slices.Clone(entries),
+				ivs:     appendBoxes(nil, w.Interface, resolve(entries), ingress),
+			}
+		}
+	}
+	sort.Strings(c.ifaces)
+	for _, ifc := range c.ifaces {
+		c.workloads = append(c.workloads, ifnameKey(ifc))
+	}
+	if prev != nil && slices.Equal(prev.identities, st.Identities) {
+		c.ident4, c.ident6, c.identities = prev.ident4, prev.ident6, prev.identities
+	} else {
+		c.ident4, c.ident6 = identIntervals(v4), identIntervals(v6)
+		c.identities = slices.Clone(st.Identities)
+	}
+	return c, nil
+}
+
+func ifnameKey(name string) []byte {
+	k := make([]byte, 16)
+	copy(k, name)
+	return k
+}
+
+// policyKey lays out the registers the lookup rule fills:
+// ifname . identity . l4proto . port, each padded to 4 bytes. The identity
+// is big endian because it is the raw data of the identity maps, copied
+// through the ct mark; the port is in network order as nft loads it.
+func policyKey(ifname string, peer Identity, proto uint8, port uint16) []byte {
+	k := make([]byte, keyLen)
+	copy(k, ifname)
+	binary.BigEndian.PutUint32(k[16:], uint32(peer))
+	k[20] = proto
+	binary.BigEndian.PutUint16(k[24:], port)
+	return k
+}
+
+// next returns the key right after k (k+1 as a big-endian number): the
+// exclusive end of an interval whose last key is k. ok is false at the top
+// of the key space.
+func next(k []byte) (out []byte, ok bool) {
+	out = bytes.Clone(k)
+	for i := len(out) - 1; i >= 0; i-- {
+		out[i]++
+		if out[i] != 0 {
+			return out, true
+		}
+	}
+	return nil, false
+}
+
+// markData is a verdict as map data: big endian, turned into the host order
+// of the ct mark by a byteorder expression after the lookup, so that
+// `nft list` (which assumes big endian for maps made without nft's own
+// userdata) prints the real mark.
+func markData(m Mark) []byte {
+	return binary.BigEndian.AppendUint32(nil, uint32(m))
+}
+
+func appendBoxes(out []interval, ifname string, boxes []box, ingress bool) []interval {
+	for _, b := range boxes {
+		start := policyKey(ifname, b.peer, b.protoLo, b.portLo)
+		last := policyKey(ifname, b.peer, b.protoHi, b.portHi)
+		stop, _ := next(last) // the padding bytes keep this from overflowing
+		out = append(out, interval{
+			start: elem{key: start, val: markData(MakeMark(b.v, ingress))},
+			stop:  &elem{key: stop, end: true},
+		})
+	}
+	return out
+}
+
+// identIntervals turns sorted, disjoint ranges of one family into map
+// intervals. Keys and data share one allocation: a large identity map is
+// rebuilt on every membership change.
+func identIntervals(rs []IdentityRange) []interval {
+	if len(rs) == 0 {
+		return nil
+	}
+	size := rs[0].Lo.BitLen() / 8
+	// Exact capacity: appends never move buf or stops, so the slices and
+	// pointers taken into them stay valid.
+	buf := make([]byte, 0, len(rs)*(2*size+4))
+	stops := make([]elem, 0, len(rs))
+	out := make([]interval, len(rs))
+	for i, r := range rs {
+		n := len(buf)
+		buf = appendAddr(buf, r.Lo)
+		buf = binary.BigEndian.AppendUint32(buf, uint32(r.Identity))
+		out[i] = interval{start: elem{key: buf[n : n+size], val: buf[n+size : n+size+4]}}
+		if hi := r.Hi.Next(); hi.IsValid() { // else the range reaches the top
+			m := len(buf)
+			buf = appendAddr(buf, hi)
+			stops = append(stops, elem{key: buf[m : m+size], end: true})
+			out[i].stop = &stops[len(stops)-1]
+		}
+	}
+	return out
+}
+
+func appendAddr(b []byte, a netip.Addr) []byte {
+	if a.Is4() {
+		x := a.As4()
+		return append(b, x[:]...)
+	}
+	x := a.As16()
+	return append(b, x[:]...)
+}
+
+// Counts is how many kernel elements each set holds (interval maps count
+// start and end elements, as the kernel lists them).
+type Counts map[string]int
+
+func (c *compiled) counts() Counts {
+	return Counts{
+		SetWorkloads: len(c.workloads),
+		SetICMP:      2,
+		MapIdent4:    countElems(c.ident4),
+		MapIdent6:    countElems(c.ident6),
+		MapEgress:    c.countPolicy(false),
+		MapIngress:   c.countPolicy(true),
+	}
+}
+
+func (c *compiled) countPolicy(ingress bool) int {
+	n := 0
+	for k, p := range c.points {
+		if k.ingress == ingress {
+			n += countElems(p.ivs)
+		}
+	}
+	return n
+}
+
+var setNames = []string{SetWorkloads, SetICMP, MapIdent4, MapIdent6, MapEgress, MapIngress}
+
+// decodePolicyKey is the inverse of policyKey, for Describe and tests.
+func decodePolicyKey(k []byte) (ifname string, peer Identity, proto uint8, port uint16, err error) {
+	if len(k) != keyLen {
+		return "", 0, 0, 0, fmt.Errorf("key of %d bytes, want %d", len(k), keyLen)
+	}
+	ifname = string(bytes.TrimRight(k[:16], "\x00"))
+	return ifname, Identity(binary.BigEndian.Uint32(k[16:])), k[20], binary.BigEndian.Uint16(k[24:]), nil
+}
+
+// addrFromKey turns an identity map key back into an address.
+func addrFromKey(k []byte) netip.Addr {
+	a, _ := netip.AddrFromSlice(k)
+	return a
+}

@@ -1,0 +1,72 @@
+package nft
+
+import "fmt"
+
+// Mark is the conntrack mark Bulkhead writes on every new connection that
+// crosses a local workload interface, and the packet mark NFLOG sees on
+// dropped and rejected packets:
+//
+//	bits  0-23  rule id (1 = default rule); 0 = not decided by Bulkhead
+//	bits 24-25  action: 1 allow, 2 drop, 3 reject
+//	bit  26     log: the deciding rule asked for logging
+//	bit  27     point: 0 decided at the source workload's egress,
+//	            1 at the destination workload's ingress
+//	bits 28-31  reserved (0); kept for L7 classification state
+//
+// A connection between two workloads of one host carries the dropping
+// point's rule, else the ingress rule, else the egress rule, matching the
+// evaluator's semantics. Connections that touch no local workload keep
+// whatever mark they had (normally 0).
+type Mark uint32
+
+// Mark layout.
+const (
+	MaxRule      = 1<<24 - 1
+	markRuleMask = MaxRule
+	markActShift = 24
+	markActMask  = 3 << markActShift
+	markLog      = 1 << 26
+	markIngress  = 1 << 27
+)
+
+// MakeMark encodes a verdict decided at ingress (or egress).
+func MakeMark(v Verdict, ingress bool) Mark {
+	m := Mark(v.Rule&markRuleMask) | Mark(v.Action&3)<<markActShift
+	if v.Log {
+		m |= markLog
+	}
+	if ingress {
+		m |= markIngress
+	}
+	return m
+}
+
+// Rule is the id of the deciding rule.
+func (m Mark) Rule() uint32 { return uint32(m) & markRuleMask }
+
+// Action is the decision; 0 if Bulkhead did not decide this connection.
+func (m Mark) Action() Action { return Action((uint32(m) & markActMask) >> markActShift) }
+
+// Log reports whether the deciding rule asked for logging.
+func (m Mark) Log() bool { return m&markLog != 0 }
+
+// Ingress reports whether the destination's ingress point decided.
+func (m Mark) Ingress() bool { return m&markIngress != 0 }
+
+// Verdict decodes the rule, action and log flag.
+func (m Mark) Verdict() Verdict { return Verdict{Rule: m.Rule(), Action: m.Action(), Log: m.Log()} }
+
+func (m Mark) String() string {
+	if m.Action() == 0 {
+		return fmt.Sprintf("mark(%#x)", uint32(m))
+	}
+	point := "egress"
+	if m.Ingress() {
+		point = "ingress"
+	}
+	s := fmt.Sprintf("%s rule %d at %s", m.Action(), m.Rule(), point)
+	if m.Log() {
+		s += " log"
+	}
+	return s
+}

@@ -1,0 +1,264 @@
+package nft
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
+)
+
+// Config says where and how to install the table. The zero value of every
+// field means its default; call Validate (New does) before use.
+type Config struct {
+	// Table is the name of the inet table. Default "bulkhead".
+	Table string
+	// Priority of the forward hook. Default 0 (filter).
+	Priority int32
+	// LogGroup is the NFLOG group drops and rejects go to. Default 100.
+	LogGroup uint16
+	// LogRate is how many dropped/rejected packets per second reach NFLOG
+	// at most (one token bucket for the whole host). Default 100.
+	LogRate uint32
+	// LogBurst is the bucket size. Default 2×LogRate.
+	LogBurst uint32
+	// NetNS is a descriptor of the network namespace to work in; 0 means
+	// the caller's.
+	NetNS int
+}
+
+// Defaults.
+const (
+	DefaultTable    = "bulkhead"
+	DefaultLogGroup = 100
+	DefaultLogRate  = 100
+)
+
+// NFLOG prefixes of dropped and rejected packets.
+const (
+	LogPrefixDrop   = "bulkhead drop "
+	LogPrefixReject = "bulkhead reject "
+)
+
+func (c Config) withDefaults() Config {
+	if c.Table == "" {
+		c.Table = DefaultTable
+	}
+	if c.LogGroup == 0 {
+		c.LogGroup = DefaultLogGroup
+	}
+	if c.LogRate == 0 {
+		c.LogRate = DefaultLogRate
+	}
+	if c.LogBurst == 0 {
+		c.LogBurst = 2 * c.LogRate
+	}
+	return c
+}
+
+// Validate checks the configuration after defaults are applied.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	if len(c.Table) > 255 || strings.ContainsRune(c.Table, 0) {
+		return fmt.Errorf("nft: config: table %q: invalid name", c.Table)
+	}
+	if c.NetNS < 0 {
+		return fmt.Errorf("nft: config: netns fd %d: invalid", c.NetNS)
+	}
+	return nil
+}
+
+// Registers: nft's 16-byte register 1, and the 4-byte registers 0-15
+// (NFT_REG32_00 = 8) where the 28-byte lookup key is assembled.
+const (
+	reg1     = 1
+	reg32    = 8
+	regKey   = reg32 + 0 // ifname: 4 registers
+	regPeer  = reg32 + 4
+	regProto = reg32 + 5
+	regPort  = reg32 + 6
+)
+
+// conntrack state bits, as `ct state` loads them (host order).
+const (
+	ctInvalid     = 1
+	ctEstablished = 2
+	ctRelated     = 4
+	ctUntracked   = 64
+)
+
+func native32(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
+
+// chainSpec is one chain and its rules. Only the forward chain (revision,
+// active version) and the point chains (defaults) depend on the state.
+type chainSpec struct {
+	name  string
+	base  bool
+	rules []ruleSpec
+}
+
+type ruleSpec struct {
+	exprs   []expr.Any
+	comment string
+}
+
+// revisionComment is the comment of the forward chain's first rule: how
+// Verify finds the revision in the kernel.
+func revisionComment(rev uint64) string { return "bulkhead revision " + strconv.FormatUint(rev, 10) }
+
+func parseRevisionComment(s string) (uint64, bool) {
+	rest, ok := strings.CutPrefix(s, "bulkhead revision ")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(rest, 10, 64)
+	return n, err == nil
+}
+
+// vname is the kernel name of version v of a versioned set or chain.
+func vname(base string, v int) string { return base + "_" + strconv.Itoa(v) }
+
+// chains returns, for version v: the forward chain (jumping to version v),
+// version v's egress and ingress chains, and the shared verdict, drop and
+// reject chains. sets maps base names to version v's sets.
+func (c *compiled) chains(cfg Config, sets map[string]*nftables.Set, v int) []chainSpec {
+	ctStateAny := func(bits uint32) []expr.Any {
+		return []expr.Any{
+			&expr.Ct{Key: expr.CtKeySTATE, Register: reg1},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: native32(bits), Xor: native32(0)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: native32(0)},
+		}
+	}
+	lookup := func(set string, sreg, dreg uint32, isMap bool) *expr.Lookup {
+		s := sets[set]
+		return &expr.Lookup{SourceRegister: sreg, DestRegister: dreg, IsDestRegSet: isMap, SetName: s.Name, SetID: s.ID}
+	}
+	accept := &expr.Verdict{Kind: expr.VerdictAccept}
+	drop := &expr.Verdict{Kind: expr.VerdictDrop}
+	gotoChain := func(name string) *expr.Verdict { return &expr.Verdict{Kind: expr.VerdictGoto, Chain: name} }
+
+	forward := chainSpec{name: ChainForward, base: true, rules: []ruleSpec{
+		{exprs: append(ctStateAny(ctEstablished|ctRelated), accept), comment: revisionComment(c.revision)},
+		{exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
+			lookup(SetWorkloads, reg1, 0, false),
+			&expr.Verdict{Kind: expr.VerdictJump, Chain: vname(ChainEgress, v)},
+		}},
+		{exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: reg1},
+			lookup(SetWorkloads, reg1, 0, false),
+			&expr.Verdict{Kind: expr.VerdictJump, Chain: vname(ChainIngress, v)},
+		}},
+	}}
+
+	point := func(name string, ingress bool) chainSpec {
+		ifKey, v4off, v6off, policy, def := expr.MetaKeyIIFNAME, uint32(16), uint32(24), MapEgress, c.egressDef
+		if ingress {
+			ifKey, v4off, v6off, policy, def = expr.MetaKeyOIFNAME, 12, 8, MapIngress, c.ingressDef
+		}
+		ident := func(nfproto byte, off, size uint32, set string) ruleSpec {
+			return ruleSpec{exprs: []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{nfproto}},
+				&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: size},
+				lookup(set, reg1, reg1, true),
+				&expr.Ct{Key: expr.CtKeyMARK, Register: reg1, SourceRegister: true},
+			}}
+		}
+		// The lookup key: interface, the peer identity just stored in the
+		// ct mark, protocol, and the 16 bits at portOff of the transport
+		// header (destination port, or ICMP type and code).
+		decide := func(guard []expr.Any, portOff uint32) ruleSpec {
+			return ruleSpec{exprs: append(guard,
+				&expr.Meta{Key: ifKey, Register: regKey},
+				&expr.Ct{Key: expr.CtKeyMARK, Register: regPeer},
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: regProto},
+				&expr.Payload{DestRegister: regPort, Base: expr.PayloadBaseTransportHeader, Offset: portOff, Len: 2},
+				lookup(policy, regKey, reg1, true),
+				&expr.Byteorder{SourceRegister: reg1, DestRegister: reg1, Op: expr.ByteorderNtoh, Len: 4, Size: 4},
+				&expr.Ct{Key: expr.CtKeyMARK, Register: reg1, SourceRegister: true},
+				gotoChain(ChainVerdict),
+			)}
+		}
+		// A set rather than `meta l4proto icmp`: nft would hide that
+		// comparison as a mere dependency of the transport header load.
+		icmp := func(is bool) []expr.Any {
+			l := lookup(SetICMP, reg1, 0, false)
+			l.Invert = !is
+			return []expr.Any{&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1}, l}
+		}
+		setPeer := func(id Identity) ruleSpec {
+			return ruleSpec{exprs: []expr.Any{
+				&expr.Immediate{Register: reg1, Data: binary.BigEndian.AppendUint32(nil, uint32(id))},
+				&expr.Ct{Key: expr.CtKeyMARK, Register: reg1, SourceRegister: true},
+			}}
+		}
+		return chainSpec{name: name, rules: []ruleSpec{
+			// Policy needs conntrack: without it the verdict could not be
+			// remembered, so untracked packets are refused too.
+			{exprs: append(ctStateAny(ctInvalid|ctUntracked), drop)},
+			// The peer is World unless an identity range names it.
+			setPeer(World),
+			ident(unix.NFPROTO_IPV4, v4off, 4, MapIdent4),
+			ident(unix.NFPROTO_IPV6, v6off, 16, MapIdent6),
+			decide(icmp(false), 2),
+			decide(icmp(true), 0),
+			// Nothing for this peer: the entries for any peer.
+			setPeer(AnyPeer),
+			decide(icmp(false), 2),
+			decide(icmp(true), 0),
+			{exprs: []expr.Any{
+				&expr.Immediate{Register: reg1, Data: native32(uint32(def))},
+				&expr.Ct{Key: expr.CtKeyMARK, Register: reg1, SourceRegister: true},
+				gotoChain(ChainVerdict),
+			}},
+		}}
+	}
+
+	actionIs := func(a Action, target string) ruleSpec {
+		return ruleSpec{exprs: []expr.Any{
+			&expr.Ct{Key: expr.CtKeyMARK, Register: reg1},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: native32(markActMask), Xor: native32(0)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: native32(uint32(a) << markActShift)},
+			gotoChain(target),
+		}}
+	}
+	// NFLOG cannot carry conntrack data on this kernel, so the ct mark is
+	// copied into the packet mark (which NFLOG carries) of the packet we
+	// are about to drop anyway.
+	logRule := func(prefix string) ruleSpec {
+		return ruleSpec{exprs: []expr.Any{
+			&expr.Ct{Key: expr.CtKeyMARK, Register: reg1},
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1, SourceRegister: true},
+			&expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(cfg.LogRate), Unit: expr.LimitTimeSecond, Burst: cfg.LogBurst},
+			&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX, Group: cfg.LogGroup, Data: []byte(prefix)},
+		}}
+	}
+	return []chainSpec{
+		forward,
+		point(vname(ChainEgress, v), false),
+		point(vname(ChainIngress, v), true),
+		{name: ChainVerdict, rules: []ruleSpec{actionIs(Drop, ChainDrop), actionIs(Reject, ChainReject)}},
+		{name: ChainDrop, rules: []ruleSpec{logRule(LogPrefixDrop), {exprs: []expr.Any{drop}}}},
+		{name: ChainReject, rules: []ruleSpec{
+			logRule(LogPrefixReject),
+			{exprs: []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{ProtoTCP}},
+				&expr.Reject{Type: unix.NFT_REJECT_TCP_RST},
+			}},
+			{exprs: []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED}}},
+		}},
+	}
+}
+
+func commentData(s string) []byte {
+	if s == "" {
+		return nil
+	}
+	return userdata.AppendString(nil, userdata.TypeComment, s)
+}
