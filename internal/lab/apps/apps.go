@@ -1,12 +1,3 @@
-// Package apps holds the lab's applications: servers and clients that speak
-// real protocols (HTTP, TLS 1.0-1.3, DNS, SSH, LDAP, a SQL-like and a
-// Redis-like service) inside a workload's network namespace, so that every
-// later feature (flows, DPI, FQDN, users, IDS) has real traffic to work on.
-//
-// Each application is a function Run*(ctx, cfg) that returns when ctx is
-// cancelled. Main dispatches by name and decodes the configuration strictly
-// from JSON; it is what the hidden `bulkhead lab app NAME --config JSON`
-// command calls inside a workload's namespace.
 package apps
 
 import (

@@ -549,23 +549,32 @@ func compare(op, l, r string) bool {
 	return false
 }
 
-// like matches SQL LIKE patterns with % and _.
+// like matches SQL LIKE patterns with % and _, in O(len(s)*len(pat)):
+// a pattern of many %s from a hostile client cannot make it backtrack
+// exponentially.
 func like(s, pat string) bool {
-	if pat == "" {
-		return s == ""
-	}
-	switch pat[0] {
-	case '%':
-		for i := 0; i <= len(s); i++ {
-			if like(s[i:], pat[1:]) {
-				return true
-			}
+	si, pi := 0, 0
+	star, mark := -1, 0
+	for si < len(s) {
+		switch {
+		case pi < len(pat) && (pat[pi] == '_' || pat[pi] == s[si]):
+			si++
+			pi++
+		case pi < len(pat) && pat[pi] == '%':
+			star, mark = pi, si
+			pi++
+		case star >= 0:
+			pi = star + 1
+			mark++
+			si = mark
+		default:
+			return false
 		}
-		return false
-	case '_':
-		return s != "" && like(s[1:], pat[1:])
 	}
-	return s != "" && s[0] == pat[0] && like(s[1:], pat[1:])
+	for pi < len(pat) && pat[pi] == '%' {
+		pi++
+	}
+	return pi == len(pat)
 }
 
 func (db *database) insert(p *sqlParser) (*result, error) {

@@ -275,3 +275,19 @@ func TestShopStack(t *testing.T) {
 	resp.Close()
 	dbLog.waitFor(t, time.Second, "msg=query", "LIKE '%' OR '1'='1' -- %'", "rows=8")
 }
+
+func TestLike(t *testing.T) {
+	for _, c := range []struct {
+		s, pat string
+		want   bool
+	}{
+		{"blue mug", "%mug%", true}, {"blue mug", "%mug", true}, {"blue mug", "blue%", true},
+		{"blue mug", "b_ue mug", true}, {"blue mug", "%x%", false}, {"", "%", true}, {"", "", true},
+		{"a", "", false}, {"abc", "a%c%", true}, {"abc", "a%b", false}, {"mississippi", "%sip%i", true},
+		{"coffee grinder", strings.Repeat("%", 200) + "z", false},
+	} {
+		if got := like(c.s, c.pat); got != c.want {
+			t.Errorf("like(%q, %q) = %v", c.s, c.pat, got)
+		}
+	}
+}

@@ -1,8 +1,3 @@
-// Package scenario is the lab's scenario file: the hosts, the workloads with
-// their addresses, tags and server applications, and the traffic between
-// them; decoded strictly from YAML, validated, and turned into the list of
-// application launches (with workload names resolved to addresses) that
-// `bulkhead lab up` starts in the workloads' namespaces.
 package scenario
 
 import (
