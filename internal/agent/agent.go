@@ -23,7 +23,9 @@ import (
 // agent calls it from one goroutine at a time.
 type Enforcer interface {
 	// Apply makes the kernel enforce payload (in format) as revision, in
-	// one atomic step: on error the previous state stays in force.
+	// one atomic step: on error the previous state stays in force. An
+	// unknown format is an error. agentapi.FormatEmpty, with no payload,
+	// means the host has no policy: enforce nothing.
 	Apply(ctx context.Context, revision int64, format string, payload []byte) error
 	// Verify reports the revision the kernel holds and whether it is
 	// exactly what the last Apply installed (ok false: drift).
@@ -191,8 +193,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	enforced := make(chan struct{})
-	go func() { a.enforce(ctx, saved); close(enforced) }()
+	enforced, restored := make(chan struct{}), make(chan struct{})
+	go func() { a.enforce(ctx, saved, restored); close(enforced) }()
 	defer func() { cancel(); <-enforced }()
 
 	creds, err := a.credentials(ctx)
@@ -211,6 +213,13 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	client := agentapi.NewAgentClient(conn)
 	a.client.Store(&client)
+	// The first Watch tells the manager what the host holds: the saved
+	// state once it is back in the kernel, not the nothing before.
+	select {
+	case <-restored:
+	case <-ctx.Done():
+		return nil
+	}
 	a.follow(ctx, client)
 	return nil
 }

@@ -59,7 +59,8 @@ func (a *Agent) wakeAck() {
 // enforce owns the Enforcer: it applies the saved state at once, then each
 // desired state received, and re-applies the realized state when Verify
 // finds drift.
-func (a *Agent) enforce(ctx context.Context, saved *agentapi.DesiredState) {
+// restored is closed once the saved state was applied (or failed to be).
+func (a *Agent) enforce(ctx context.Context, saved *agentapi.DesiredState, restored chan<- struct{}) {
 	// failed is a desired state whose apply failed; it is retried at each
 	// drift check until it succeeds or a newer one arrives.
 	var realized, failed *agentapi.DesiredState
@@ -73,6 +74,7 @@ func (a *Agent) enforce(ctx context.Context, saved *agentapi.DesiredState) {
 		}
 		a.wakeAck()
 	}
+	close(restored)
 	drift := time.NewTicker(a.cfg.DriftInterval)
 	defer drift.Stop()
 	for {

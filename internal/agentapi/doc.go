@@ -4,6 +4,9 @@
 // generated from agent.proto.
 package agentapi
 
+// Regenerate with protoc and the plugins the generated files name in their
+// headers (protoc-gen-go v1.36.12, protoc-gen-go-grpc v1.5.1) on PATH:
+//
 //go:generate protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative agent.proto
 
 import "crypto/sha256"

@@ -103,6 +103,8 @@ type hostState struct {
 	desiredDigest   []byte
 	status          store.HostStatus
 	statusKnown     bool // status was loaded from the store or reported
+	// spanErr is why the host's desired state could not be computed, or "".
+	spanErr string
 }
 
 // session is one open Watch stream.
@@ -269,12 +271,20 @@ func (cp *ControlPlane) refresh(ctx context.Context, s *session) {
 	if err != nil {
 		if ctx.Err() == nil {
 			cp.log.Error("compute desired state", "host", s.host, "err", err)
+			cp.mu.Lock()
+			if h := cp.hosts[s.host]; h != nil {
+				h.spanErr = err.Error()
+			}
+			cp.mu.Unlock()
 		}
 		return
 	}
 	digest := agentapi.Digest(format, payload)
 	cp.mu.Lock()
 	h := cp.hosts[s.host]
+	if h != nil {
+		h.spanErr = ""
+	}
 	if h == nil || h.session != s || bytes.Equal(h.desiredDigest, digest) {
 		cp.mu.Unlock()
 		return

@@ -600,3 +600,30 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestSpanErrorShows(t *testing.T) {
+	tc := startCP(t, func(c *Config) {
+		c.Span = func(ctx context.Context, host string) (int64, string, []byte, error) {
+			return 0, "", nil, errors.New("compile: group web: cycle")
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := tc.client(t, tc.enroll(t, "h1")).Watch(ctx, &agentapi.WatchRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	heartbeats(t, stream, 1)
+	hosts, _, err := tc.cp.Hosts(ctx)
+	if err != nil || len(hosts) != 1 || hosts[0].InSync || hosts[0].LastError != "manager: compute desired state: compile: group web: cycle" {
+		t.Errorf("hosts: %+v, %v", hosts, err)
+	}
+	tc.cp.SetSpan(nil) // back to the empty state: now it computes
+	if d := recvDesired(t, stream); d.Format != agentapi.FormatEmpty || len(d.DesiredState) != 0 {
+		t.Errorf("empty desired state: %+v", d)
+	}
+	hosts, _, _ = tc.cp.Hosts(ctx)
+	if hosts[0].LastError != "" {
+		t.Errorf("error kept after the span recovered: %q", hosts[0].LastError)
+	}
+}

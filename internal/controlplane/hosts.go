@@ -28,7 +28,9 @@ type HostInfo struct {
 	DesiredRevision  int64
 	// InSync is true when the host is connected and holds the newest
 	// desired state computed for it, without error.
-	InSync    bool
+	InSync bool
+	// LastError is why the host's latest apply failed, or, prefixed
+	// "manager: ", why its desired state could not be computed.
 	LastError string
 	// Workloads counts the inventory's workloads on this host.
 	Workloads int
@@ -80,6 +82,9 @@ func (cp *ControlPlane) Hosts(ctx context.Context) ([]HostInfo, int64, error) {
 		}
 		info.LastSeen = st.LastSeen
 		info.RealizedRevision, info.LastError = st.RealizedRevision, st.LastError
+		if mem := cp.hosts[h.Name]; mem != nil && mem.spanErr != "" {
+			info.LastError, info.InSync = "manager: compute desired state: "+mem.spanErr, false
+		}
 		out = append(out, info)
 	}
 	return out, published, nil
