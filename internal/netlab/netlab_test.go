@@ -119,12 +119,12 @@ func TestHostSysctls(t *testing.T) {
 func TestConnectLoop(t *testing.T) {
 	topo := newTopo(t, 1, 2)
 	ws := topo.Workloads()
-	if _, err := ws[1].Serve(7000); err != nil {
+	if err := ws[1].ServeGreeter(7000, 2); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	st, err := ws[0].ConnectLoop(ctx, netip.AddrPortFrom(ws[1].IPv4, 7000), 2, time.Second)
+	st, err := ws[0].ConnectLoop(ctx, netip.AddrPortFrom(ws[1].IPv6, 7000), 2, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -565,10 +565,14 @@ func (t *Table) Verify(deep bool) (Status, error) {
 			have[ch.Name] = ch
 		}
 	}
-	known := t.cur != nil && t.standby != nil
+	known := t.cur != nil
 	specs := []chainSpec{{name: ChainForward}}
 	if known {
-		specs = t.allChains(t.active, t.cur, t.standby)
+		other := t.standby
+		if other == nil { // its rules have the same shape
+			other = t.cur
+		}
+		specs = t.allChains(t.active, t.cur, other)
 	}
 	for _, cs := range specs {
 		ch, ok := have[cs.name]
@@ -620,7 +624,7 @@ func (t *Table) Verify(deep bool) (Status, error) {
 				return st, fmt.Errorf("nft: verify: set %s: %w", s.Name, err)
 			}
 			st.Counts[s.Name] = len(got)
-			if !known {
+			if want == nil { // unknown content (nothing applied, or the standby fill failed)
 				continue
 			}
 			exp := want.elements(name)

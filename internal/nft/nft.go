@@ -17,26 +17,29 @@
 // # Kernel layout
 //
 //	table inet bulkhead
-//	  set workloads  ifname                     local workload interfaces
-//	  set icmp       inet_proto                 { icmp, ipv6-icmp } (constant)
-//	  map ident4     ipv4_addr -> identity      interval
-//	  map ident6     ipv6_addr -> identity      interval
-//	  map egress     key28 -> ct mark           interval; packets from a workload
-//	  map ingress    key28 -> ct mark           interval; packets to a workload
-//	  chain forward  hook forward, priority filter, policy accept:
-//	                 ct state established,related accept (comment: revision)
-//	                 iifname @workloads jump egress
-//	                 oifname @workloads jump ingress
-//	  chain egress   ct state invalid,untracked drop
-//	                 ct mark = World, then ct mark = ident4/6[daddr]
-//	                 ct mark = egress[iifname . ct mark . l4proto . port] goto verdict
-//	                 ct mark = AnyPeer; the same lookup again
-//	                 ct mark = egress default, goto verdict
-//	  chain ingress  the same with saddr, oifname and the ingress map
-//	  chain verdict  goto drop or reject by the action bits of the ct mark
-//	  chain drop     packet mark = ct mark; NFLOG (rate-limited); drop
-//	  chain reject   the same, then TCP RST for TCP, else ICMP/ICMPv6
-//	                 administratively prohibited
+//	  set workloads_V  ifname                    local workload interfaces
+//	  map ident4_V     ipv4_addr -> identity     interval
+//	  map ident6_V     ipv6_addr -> identity     interval
+//	  map egress_V     key28 -> ct mark          interval; packets from a workload
+//	  map ingress_V    key28 -> ct mark          interval; packets to a workload
+//	  set icmp         inet_proto                { icmp, ipv6-icmp } (constant)
+//	  chain forward    hook forward, priority filter, policy accept:
+//	                   ct state established,related accept (comment: revision)
+//	                   iifname @workloads_V jump egress_V
+//	                   oifname @workloads_V jump ingress_V
+//	  chain egress_V   ct state invalid,untracked drop
+//	                   ct mark = World, then ct mark = ident4_V/ident6_V[daddr]
+//	                   ct mark = egress_V[iifname . ct mark . l4proto . port] goto verdict
+//	                   ct mark = AnyPeer; the same lookup again
+//	                   ct mark = egress default, goto verdict
+//	  chain ingress_V  the same with saddr, oifname and ingress_V
+//	  chain verdict    goto drop or reject by the action bits of the ct mark
+//	  chain drop       packet mark = ct mark; NFLOG (rate-limited); drop
+//	  chain reject     the same, then TCP RST for TCP, else ICMP/ICMPv6
+//	                   administratively prohibited
+//
+// V is 0 or 1: everything a revision decides with exists twice, and the
+// forward chain jumps to one version (see Table for why).
 //
 // Only new connections leave the forward chain's first rule, so policy size
 // costs nothing per packet of an established flow. A connection between two
@@ -64,13 +67,16 @@
 //
 // # Applying
 //
-// Table.ApplyFull deletes and recreates the table in one batch;
-// Table.ApplyIncremental diffs against the last applied state and sends only
-// element deletions and additions (plus the forward chain's three rules,
-// which carry the revision) in one batch; Table.Apply picks the diff when it
-// can and falls back to a full apply if the kernel refuses it. Verify reads
-// the table back (revision, rules, element counts, optionally every
-// element) to detect drift; Remove uninstalls.
+// Table.ApplyFull deletes and recreates the table in one batch (version 0
+// decides), then fills version 1 in a second batch that no packet reads.
+// Table.ApplyIncremental writes only the element differences into the
+// version no packet reads and, in the same batch, turns the forward chain
+// (three rules, which also carry the revision) to it. Table.Apply picks the
+// diff when it can and falls back to a full apply if the kernel refuses it.
+// Either way a revision takes effect in one batch and every packet is
+// decided by one revision. Verify reads the table back (revision, active
+// version, rules, element counts, optionally every element) to detect
+// drift; Remove uninstalls.
 package nft
 
 import (
