@@ -1,19 +1,19 @@
 package cli
 
 import (
-	"errors"
 	"log/slog"
 
 	"github.com/bulkhead/bulkhead/internal/agent"
+	"github.com/bulkhead/bulkhead/internal/enforce"
+	"github.com/bulkhead/bulkhead/internal/nft"
 )
 
-// newAgentEnforcer returns the data plane that 'bulkhead agent' drives.
-// The nftables engine plugs in here, for cfg.NetNS; until it does, only
-// --dry-run runs.
+// newAgentEnforcer returns the data plane that 'bulkhead agent' drives: the
+// nftables table of cfg.NetNS, or a logger of desired states with --dry-run.
 func newAgentEnforcer(cfg agent.Config, dryRun bool, log *slog.Logger) (agent.Enforcer, error) {
 	if dryRun {
 		log.Warn("dry run: desired states are logged and acknowledged, not enforced")
 		return agent.NewDryRun(log), nil
 	}
-	return nil, errors.New("agent: this build has no data plane wired to the agent; pass --dry-run to follow the manager without enforcing")
+	return enforce.New(cfg.NetNS, nft.Config{})
 }

@@ -29,6 +29,8 @@ func (s *Server) newControlPlane() *controlplane.ControlPlane {
 		Store: s.store, CA: s.ca, Log: s.log,
 		// Reports read-modify-write the inventory, as apply does.
 		InventoryLock: &s.writeMu,
+		// The control plane names the host from its client certificate.
+		Flows: s.IngestFlows,
 	})
 	if err != nil {
 		panic(err) // only for a nil store or CA, which newServer never passes

@@ -10,6 +10,7 @@ import (
 
 	"github.com/bulkhead/bulkhead/internal/eval"
 	"github.com/bulkhead/bulkhead/internal/policy"
+	"github.com/bulkhead/bulkhead/internal/span"
 	"github.com/bulkhead/bulkhead/internal/store"
 )
 
@@ -20,13 +21,16 @@ type evalCache struct {
 	st store.Store
 	mu sync.Mutex
 	// entries is small: the latest revision and a few historical ones.
-	entries []evalEntry
+	entries []*evalEntry
 }
 
 type evalEntry struct {
 	rev  int64
 	inv  string
 	eval *eval.Evaluator
+	set  *policy.Set // the revision's policy with the inventory it was compiled with
+	// span is built on first use: only the agent channel needs it.
+	span *span.Compiler
 }
 
 const evalCacheSize = 4
@@ -36,12 +40,36 @@ func newEvalCache(st store.Store) *evalCache { return &evalCache{st: st} }
 // get returns the evaluator for revision n (0 = latest) over the current
 // inventory, and the revision number it is for.
 func (c *evalCache) get(ctx context.Context, n int64) (*eval.Evaluator, int64, error) {
+	e, err := c.entry(ctx, n)
+	if err != nil {
+		return nil, 0, err
+	}
+	return e.eval, e.rev, nil
+}
+
+// spanCompiler returns the host span compiler of revision n (0 = latest).
+func (c *evalCache) spanCompiler(ctx context.Context, n int64) (*span.Compiler, int64, error) {
+	e, err := c.entry(ctx, n)
+	if err != nil {
+		return nil, 0, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e.span == nil {
+		if e.span, err = span.NewCompiler(e.eval, e.set); err != nil {
+			return nil, 0, fmt.Errorf("span: revision %d: %w", e.rev, err)
+		}
+	}
+	return e.span, e.rev, nil
+}
+
+func (c *evalCache) entry(ctx context.Context, n int64) (*evalEntry, error) {
 	if n == 0 {
 		// Loading a large revision costs far more than listing the newest
 		// number, so look the number up and try the cache first.
 		revs, err := c.st.Revisions(ctx, 1)
 		if err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 		if len(revs) > 0 {
 			n = revs[0].Number
@@ -49,19 +77,19 @@ func (c *evalCache) get(ctx context.Context, n int64) (*eval.Evaluator, int64, e
 	}
 	wls, err := c.st.Workloads(ctx)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	inv := inventoryDigest(wls)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range c.entries {
 		if e.rev == n && e.inv == inv {
-			return e.eval, n, nil
+			return e, nil
 		}
 	}
 	rev, err := c.st.Revision(ctx, n)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	set := rev.Set.Clone()
 	for _, w := range wls {
@@ -69,13 +97,14 @@ func (c *evalCache) get(ctx context.Context, n int64) (*eval.Evaluator, int64, e
 	}
 	ev, err := eval.Compile(set)
 	if err != nil {
-		return nil, 0, fmt.Errorf("eval: compile revision %d: %w", rev.Number, err)
+		return nil, fmt.Errorf("eval: compile revision %d: %w", rev.Number, err)
 	}
-	c.entries = append([]evalEntry{{rev: rev.Number, inv: inv, eval: ev}}, c.entries...)
+	e := &evalEntry{rev: rev.Number, inv: inv, eval: ev, set: set}
+	c.entries = append([]*evalEntry{e}, c.entries...)
 	if len(c.entries) > evalCacheSize {
 		c.entries = c.entries[:evalCacheSize]
 	}
-	return ev, rev.Number, nil
+	return e, nil
 }
 
 // inventoryDigest fingerprints the inventory so a cached evaluator is used

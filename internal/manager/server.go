@@ -129,6 +129,7 @@ func newServer(cfg Config, log *slog.Logger, st store.Store, ca *pki.CA) *Server
 	s := &Server{cfg: cfg, log: log, store: st, ca: ca, now: time.Now, metrics: newMetrics()}
 	s.evals = newEvalCache(st)
 	s.agents = s.newControlPlane()
+	s.agents.SetSpan(s.hostSpan)
 	s.routes = s.buildRoutes()
 	s.mux = s.newMux()
 	return s

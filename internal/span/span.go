@@ -44,9 +44,11 @@
 // The kernel keys a workload's decisions by interface and peer, not by the
 // workload's own address. When a rule's local side holds a workload's
 // addresses of one family only (its IPv4 address is in a CIDR group, its
-// IPv6 address is not), its entries name only peers of that family. When two
-// addresses of one family disagree, the state cannot be expressed and Host
-// fails with an *InexactError naming them.
+// IPv6 address is not), its entries name only peers of that family; when
+// that rule's peer side is any, its peers are every identity of the family,
+// World included, and IPv6 addresses no range names get an identity of
+// their own (those of IPv4 stay World). When two addresses of one family disagree, the state cannot
+// be expressed and Host fails with an *InexactError naming them.
 //
 // The egress list decides every packet that enters from the workload's
 // interface, whatever its source address; the evaluator has an egress point
