@@ -25,7 +25,7 @@ test: build vet
 
 # Benchmarks report ratios against a baseline measured in the same run.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 2x -timeout 30m ./internal/eval ./internal/store ./internal/policy
+	$(GO) test -run '^$$' -bench . -benchtime 2x -timeout 30m ./internal/eval ./internal/store ./internal/policy ./internal/span ./internal/flowstore ./internal/flow
 	@if [ "$$(id -u)" = 0 ] && [ -d internal/nft ]; then $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/nft; fi
 
 # Short coverage-guided fuzzing of every parser.
