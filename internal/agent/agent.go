@@ -2,7 +2,8 @@
 // reports the host's workload interfaces, receives the host's desired state
 // over gRPC with mutual TLS, hands it to an Enforcer (the data plane), keeps
 // the last realized state on disk so that enforcement survives restarts and a
-// missing manager, and repairs drift.
+// missing manager, repairs drift, and carries the host's flow records to the
+// manager, keeping them while it is unreachable.
 package agent
 
 import (
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/bulkhead/bulkhead/internal/agentapi"
+	"github.com/bulkhead/bulkhead/internal/flow"
 )
 
 // Enforcer is the data plane: it makes the kernel hold a desired state. The
@@ -73,11 +75,16 @@ type Config struct {
 	// Resync is how often interfaces are rescanned even without netlink
 	// events; default 1m.
 	Resync time.Duration
-	// FlowInterval is how often buffered flow records are sent; default 2s.
+	// FlowInterval is how long a flow record may wait for its batch to
+	// fill before it is sent; default 1s.
 	FlowInterval time.Duration
 	// FlowBuffer bounds the flow records kept while the manager is
-	// unreachable; default 100000. The oldest are dropped, and counted.
+	// unreachable; default flow.DefaultBufferCapacity. The oldest are
+	// dropped, and counted.
 	FlowBuffer int
+	// FlowLogInterval is how often, at most, the agent logs how many flow
+	// records it had to drop; default 1m.
+	FlowLogInterval time.Duration
 	// RPCTimeout bounds each unary call; default 10s.
 	RPCTimeout time.Duration
 }
@@ -103,10 +110,11 @@ func (c *Config) setDefaults() error {
 	def(&c.BackoffMax, 30*time.Second)
 	def(&c.HeartbeatTimeout, 35*time.Second)
 	def(&c.Resync, time.Minute)
-	def(&c.FlowInterval, 2*time.Second)
+	def(&c.FlowInterval, time.Second)
+	def(&c.FlowLogInterval, time.Minute)
 	def(&c.RPCTimeout, 10*time.Second)
 	if c.FlowBuffer <= 0 {
-		c.FlowBuffer = 100000
+		c.FlowBuffer = flow.DefaultBufferCapacity
 	}
 	return nil
 }
@@ -145,9 +153,13 @@ type Agent struct {
 	status  statusBox
 	ackWake chan struct{}
 
-	inv    inventory
-	flows  *flowQueue
-	client atomic.Pointer[agentapi.AgentClient] // nil until Run dialed
+	inv   inventory
+	names workloadNames
+	// flows outlives sessions: it keeps the records while the manager is
+	// away (flows.go).
+	flows      *flow.Buffer
+	flowSender flowSender
+	client     atomic.Pointer[agentapi.AgentClient] // nil until Run dialed
 }
 
 // New returns an agent for cfg that enforces through enf.
@@ -170,8 +182,9 @@ func New(cfg Config, enf Enforcer, log *slog.Logger) (*Agent, error) {
 		enf:     enf,
 		desired: make(chan *agentapi.DesiredState, 1),
 		ackWake: make(chan struct{}, 1),
-		flows:   newFlowQueue(cfg.FlowBuffer),
+		flows:   flow.NewBuffer(cfg.FlowBuffer),
 	}
+	a.flowSender.a = a
 	a.inv.wake = make(chan struct{}, 1)
 	return a, nil
 }
@@ -196,6 +209,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	enforced, restored := make(chan struct{}), make(chan struct{})
 	go func() { a.enforce(ctx, saved, restored); close(enforced) }()
 	defer func() { cancel(); <-enforced }()
+	logged := make(chan struct{})
+	go func() { a.logFlowDrops(ctx); close(logged) }()
+	defer func() { cancel(); <-logged }()
 
 	creds, err := a.credentials(ctx)
 	if err != nil {
@@ -221,29 +237,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		return nil
 	}
 	a.follow(ctx, client)
-	return nil
-}
-
-// RecordFlows queues flow records for the manager. When the queue is full
-// the oldest records are dropped and counted.
-func (a *Agent) RecordFlows(recs ...*agentapi.FlowRecord) { a.flows.add(recs) }
-
-// ErrNotConnected is returned by SendFlows before the agent has a
-// connection to the manager.
-var ErrNotConnected = errors.New("agent: not connected to the manager")
-
-// SendFlows delivers one batch of flow records now, for a producer that
-// keeps its own buffer and retries: a nil error means the manager has them.
-func (a *Agent) SendFlows(ctx context.Context, batch *agentapi.FlowBatch) error {
-	c := a.client.Load()
-	if c == nil {
-		return ErrNotConnected
-	}
-	ctx, cancel := context.WithTimeout(ctx, a.cfg.RPCTimeout)
-	defer cancel()
-	if _, err := (*c).SendFlows(ctx, batch); err != nil {
-		return fmt.Errorf("agent: send %d flow records: %w", len(batch.Records), err)
-	}
 	return nil
 }
 

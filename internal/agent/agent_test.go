@@ -7,8 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/bulkhead/bulkhead/internal/agentapi"
 	"github.com/bulkhead/bulkhead/internal/controlplane"
+	"github.com/bulkhead/bulkhead/internal/flow"
 	"github.com/bulkhead/bulkhead/internal/pki"
 	"github.com/bulkhead/bulkhead/internal/policy"
 	"github.com/bulkhead/bulkhead/internal/store"
@@ -110,7 +113,7 @@ type testManager struct {
 	st    *store.SQLite
 	ca    *pki.CA
 	cp    *controlplane.ControlPlane
-	flows chan *agentapi.FlowBatch
+	flows chan []flow.Record
 	stop  func()
 }
 
@@ -138,11 +141,11 @@ func startManager(t *testing.T, dir, addr string) *testManager {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &testManager{dir: dir, st: st, ca: ca, flows: make(chan *agentapi.FlowBatch, 100)}
+	m := &testManager{dir: dir, st: st, ca: ca, flows: make(chan []flow.Record, 100)}
 	m.cp, err = controlplane.New(controlplane.Config{
 		Store: st, CA: ca, Log: quiet(), Span: revisionSpan(st),
 		Heartbeat: 100 * time.Millisecond, Poll: 50 * time.Millisecond,
-		Flows: func(ctx context.Context, host string, b *agentapi.FlowBatch) error { m.flows <- b; return nil },
+		Flows: func(ctx context.Context, host string, recs []flow.Record) error { m.flows <- recs; return nil },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -215,6 +218,52 @@ func (m *testManager) host(t *testing.T, name string) controlplane.HostInfo {
 	return controlplane.HostInfo{}
 }
 
+// logBuffer is a log destination the agent's goroutines may share.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// waitFlows waits until n flow records arrived, in one batch or more.
+func (m *testManager) waitFlows(t *testing.T, n int) []flow.Record {
+	t.Helper()
+	var got []flow.Record
+	timeout := time.After(10 * time.Second)
+	for len(got) < n {
+		select {
+		case recs := <-m.flows:
+			got = append(got, recs...)
+		case <-timeout:
+			t.Fatalf("%d of %d flow records arrived: %+v", len(got), n, got)
+		}
+	}
+	if len(got) > n {
+		t.Errorf("%d flow records arrived, want %d: %+v", len(got), n, got)
+	}
+	return got
+}
+
+// dropRecord is a flow record as the agent's drop reader makes them.
+func dropRecord(id string, rule uint32) flow.Record {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	return flow.Record{ID: id, Kind: flow.KindDrop, Host: "h1",
+		Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), Proto: 17, SrcPort: 5353, DstPort: 53,
+		SrcWorkload: "h1-bhw1", SrcBytes: 200, SrcPackets: 2,
+		Start: now.Add(-time.Second), End: now, Seen: now, RuleID: rule, Verdict: flow.Drop}
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -255,7 +304,12 @@ func (ra *runningAgent) stop() error {
 
 func runAgent(t *testing.T, cfg Config, enf Enforcer) *runningAgent {
 	t.Helper()
-	a, err := New(cfg, enf, quiet())
+	return runAgentLog(t, cfg, enf, quiet())
+}
+
+func runAgentLog(t *testing.T, cfg Config, enf Enforcer, log *slog.Logger) *runningAgent {
+	t.Helper()
+	a, err := New(cfg, enf, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,15 +351,13 @@ func TestEnrollFollowAndRestart(t *testing.T) {
 		return h.Connected && h.InSync && h.RealizedRevision == rev
 	})
 
-	// Flow records reach the manager.
-	ra.agent.RecordFlows(&agentapi.FlowRecord{SrcIp: []byte{10, 0, 0, 1}, DstIp: []byte{10, 0, 0, 2}, Protocol: 17, DstPort: 53, Verdict: agentapi.Verdict_VERDICT_DROP, RuleId: 7})
-	select {
-	case b := <-m.flows:
-		if len(b.Records) != 1 || b.Records[0].RuleId != 7 {
-			t.Errorf("flow batch %+v", b)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("flow records did not arrive")
+	// Flow records reach the manager, in the host's name.
+	sent := dropRecord("h1/drop/1", 7)
+	ra.agent.FlowBuffer().Push(sent)
+	want := sent
+	want.Host = "h1"
+	if got := m.waitFlows(t, 1); !reflect.DeepEqual(got[0], want) {
+		t.Errorf("flow record arrived as\n%+v\nwant\n%+v", got[0], want)
 	}
 
 	if err := ra.stop(); err != nil {
@@ -417,28 +469,47 @@ func TestReconnectAfterManagerRestart(t *testing.T) {
 	m := startManager(t, dir, "127.0.0.1:0")
 	cfg := testConfig(m, t.TempDir())
 	cfg.BootstrapToken = m.token(t)
+	cfg.FlowBuffer = 3
+	cfg.FlowLogInterval = 20 * time.Millisecond
+	var logged logBuffer
 	enf := newFake()
-	ra := runAgent(t, cfg, enf)
+	ra := runAgentLog(t, cfg, enf, slog.New(slog.NewTextHandler(&logged, nil)))
 	enf.waitApply(t, 0)
-	ra.agent.RecordFlows(&agentapi.FlowRecord{RuleId: 1})
-	<-m.flows
+	buf := ra.agent.FlowBuffer()
+	buf.Push(dropRecord("h1/drop/1", 1))
+	m.waitFlows(t, 1)
 
 	addr := m.addr
 	m.stop()
-	// While the manager is away, flow records wait in the agent's queue.
-	ra.agent.RecordFlows(&agentapi.FlowRecord{RuleId: 2}, &agentapi.FlowRecord{RuleId: 3})
+	// While the manager is away, flow records wait in the agent's buffer;
+	// it holds 3, so the oldest of 4 is dropped and counted.
+	for i := range 4 {
+		buf.Push(dropRecord(fmt.Sprintf("h1/drop/%d", i+2), uint32(i+2)))
+	}
 	time.Sleep(300 * time.Millisecond)
+	if st := ra.agent.FlowStats(); st.Buffer.Len != 3 || st.Buffer.Dropped != 1 || st.Records != 1 {
+		t.Errorf("during the outage: %+v", st)
+	}
+	if l := logged.String(); strings.Count(l, "flow records dropped") != 1 || !strings.Contains(l, "dropped=1 updates=0 ends=0 drops=1 dropped_total=1") {
+		t.Errorf("the agent's log should say once that one drop record was dropped:\n%s", l)
+	}
 
 	m2 := startManager(t, dir, addr)
 	waitFor(t, "agent reconnected", func() bool { h := m2.host(t, "h1"); return h.Connected && h.InSync })
-	select {
-	case b := <-m2.flows:
-		if len(b.Records) != 2 || b.Records[0].RuleId != 2 {
-			t.Errorf("flow records after the outage: %+v", b)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("flow records of the outage did not arrive")
+	var rules []uint32
+	for _, r := range m2.waitFlows(t, 3) {
+		rules = append(rules, r.RuleID)
 	}
+	if fmt.Sprint(rules) != "[3 4 5]" {
+		t.Errorf("rules of the records delivered after the outage: %v, want [3 4 5]", rules)
+	}
+	if _, dropped, _ := m2.cp.FlowCounts(); dropped != 1 {
+		t.Errorf("the manager heard of %d dropped records, want 1", dropped)
+	}
+	waitFor(t, "the agent to count the delivery", func() bool {
+		st := ra.agent.FlowStats()
+		return st.Records == 4 && st.Buffer.Len == 0
+	})
 	rev := m2.publish(t)
 	enf.waitApply(t, rev)
 	waitFor(t, "in sync at the new revision", func() bool { h := m2.host(t, "h1"); return h.InSync && h.RealizedRevision == rev })
@@ -487,38 +558,37 @@ func TestUninstall(t *testing.T) {
 	}
 }
 
-func TestFlowQueue(t *testing.T) {
-	rec := func(id uint32) *agentapi.FlowRecord { return &agentapi.FlowRecord{RuleId: id} }
-	ids := func(rs []*agentapi.FlowRecord) (out []uint32) {
-		for _, r := range rs {
-			out = append(out, r.RuleId)
+func TestWorkloadIndex(t *testing.T) {
+	a, err := New(Config{Manager: "127.0.0.1:1", StateDir: t.TempDir(), HostName: "h1"}, newFake(), quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	web, db, other := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("fd00::2"), netip.MustParseAddr("10.0.0.9")
+	if a.Local(web) || a.Workload(web) != "" {
+		t.Error("an address is local before discovery")
+	}
+	// Discovery knows the addresses at once; the names come with the
+	// manager's answer to the report.
+	a.inv.set([]*agentapi.Interface{{Name: "bhw1", Ips: []string{"10.0.0.1"}}, {Name: "bhw2", Ips: []string{"fd00::2", "10.0.0.2"}}})
+	a.indexWorkloads()
+	if !a.Local(web) || !a.Local(db) || a.Local(other) || a.Workload(web) != "" {
+		t.Errorf("after discovery: local %v %v %v, workload %q", a.Local(web), a.Local(db), a.Local(other), a.Workload(web))
+	}
+	a.nameWorkloads(map[string]string{"bhw1": "web-1", "bhw2": "h1-bhw2"})
+	mapped := netip.AddrFrom16(web.As16())
+	for addr, want := range map[netip.Addr]string{web: "web-1", mapped: "web-1", db: "h1-bhw2", other: ""} {
+		if got := a.Workload(addr); got != want {
+			t.Errorf("workload of %s: %q, want %q", addr, got, want)
 		}
-		return out
 	}
-	q := newFlowQueue(3)
-	q.add([]*agentapi.FlowRecord{rec(1), rec(2)})
-	b := q.peek(10)
-	if got := ids(b.recs); fmt.Sprint(got) != "[1 2]" || b.dropped != 0 {
-		t.Fatalf("peek: %v, dropped %d", got, b.dropped)
+	// An interface that goes away takes its addresses with it.
+	a.inv.set([]*agentapi.Interface{{Name: "bhw2", Ips: []string{"fd00::2"}}})
+	a.indexWorkloads()
+	if a.Local(web) || a.Workload(db) != "h1-bhw2" {
+		t.Errorf("after bhw1 left: local %v, workload of db %q", a.Local(web), a.Workload(db))
 	}
-	// While the batch is on the wire, the queue overflows: 1 and 2 are
-	// dropped, then 3.
-	q.add([]*agentapi.FlowRecord{rec(3), rec(4), rec(5), rec(6)})
-	q.commit(b)
-	if n, dropped := q.len(); n != 3 || dropped != 3 {
-		t.Fatalf("after overflow and commit: %d queued, %d dropped; want 3 and 3", n, dropped)
-	}
-	b = q.peek(2)
-	if got := ids(b.recs); fmt.Sprint(got) != "[4 5]" || b.dropped != 3 {
-		t.Fatalf("second peek: %v, dropped %d", got, b.dropped)
-	}
-	q.commit(b)
-	if n, dropped := q.len(); n != 1 || dropped != 0 {
-		t.Errorf("after second commit: %d queued, %d dropped", n, dropped)
-	}
-	q.add(make([]*agentapi.FlowRecord, 10))
-	if n, dropped := q.len(); n != 3 || dropped != 8 {
-		t.Errorf("after a burst larger than the queue: %d queued, %d dropped; want 3 and 8", n, dropped)
+	if n := testing.AllocsPerRun(100, func() { a.Local(db); a.Workload(db) }); n != 0 {
+		t.Errorf("Local and Workload allocate %v times per call; they run per connection", n)
 	}
 }
 

@@ -303,6 +303,7 @@ func (a *Agent) discoverLoop(ctx context.Context) {
 		err := d.Run(ctx, func(ifaces []*agentapi.Interface) {
 			a.log.Debug("workload interfaces", "count", len(ifaces))
 			a.inv.set(ifaces)
+			a.indexWorkloads()
 			bo.reset()
 		})
 		if ctx.Err() != nil {

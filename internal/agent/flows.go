@@ -1,73 +1,196 @@
 package agent
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/bulkhead/bulkhead/internal/agentapi"
+	"github.com/bulkhead/bulkhead/internal/flow"
 )
 
-// flowBatchSize is the most records one SendFlows carries (about 100 bytes
-// each on the wire).
-const flowBatchSize = 5000
+// Flow records go from the producers (conntrack, NFLOG; see internal/flow)
+// into one bounded flow.Buffer that lives as long as the agent, and from
+// there through a flow.Shipper to SendFlows. A shipper runs only inside a
+// manager session: while the manager is unreachable the records wait in the
+// buffer (the oldest dropped and counted when it is full), and the next
+// session's shipper delivers them, starting with the batch the last one
+// could not.
 
-// flowQueue buffers flow records for the manager, bounded: when full, the
-// oldest records are dropped and counted, so that what arrives after an
-// outage is the most recent traffic plus an exact count of what was lost.
-type flowQueue struct {
-	mu   sync.Mutex
-	recs []*agentapi.FlowRecord
-	// head is the sequence number of recs[0]: records are numbered as
-	// they arrive, so that a batch sent while add dropped some of its
-	// records is removed exactly.
-	head    uint64
-	max     int
-	dropped uint64 // not yet reported to the manager
+// FlowBuffer is where flow producers put their records for the manager.
+func (a *Agent) FlowBuffer() *flow.Buffer { return a.flows }
+
+// HostName is the host's name in the inventory and its certificate: the
+// name flow producers put in their records and record IDs.
+func (a *Agent) HostName() string { return a.cfg.HostName }
+
+// FlowStats are the agent's flow counters since it started.
+type FlowStats struct {
+	Buffer flow.BufferStats
+	// Batches and Records count what the manager acknowledged.
+	Batches, Records uint64
+	// Failures counts failed SendFlows calls; their batches were sent
+	// again.
+	Failures  uint64
+	LastError string
 }
 
-func newFlowQueue(max int) *flowQueue { return &flowQueue{max: max} }
+// FlowStats returns the agent's flow counters.
+func (a *Agent) FlowStats() FlowStats {
+	s := &a.flowSender
+	s.mu.Lock()
+	st := FlowStats{Batches: s.batches, Records: s.records, Failures: s.failures, LastError: s.lastErr}
+	s.mu.Unlock()
+	st.Buffer = a.flows.Stats()
+	return st
+}
 
-func (q *flowQueue) add(recs []*agentapi.FlowRecord) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.recs = append(q.recs, recs...)
-	if over := len(q.recs) - q.max; over > 0 {
-		q.dropped += uint64(over)
-		q.head += uint64(over)
-		q.recs = append(q.recs[:0], q.recs[over:]...)
+// flowSender is the shippers' flow.Sender: SendFlows on the agent's
+// connection. It tells the manager how many records the buffer dropped
+// since the last batch the manager acknowledged.
+type flowSender struct {
+	a *Agent
+
+	mu sync.Mutex
+	// reported is the buffer's drop count the manager knows of.
+	reported                   uint64
+	batches, records, failures uint64
+	lastErr                    string
+}
+
+var _ flow.Sender = (*flowSender)(nil)
+
+// errNotConnected is what the sender says before the agent has dialed.
+var errNotConnected = errors.New("agent: not connected to the manager")
+
+func (s *flowSender) Send(ctx context.Context, recs []flow.Record) error {
+	c := s.a.client.Load()
+	if c == nil {
+		return errNotConnected
+	}
+	dropped := s.a.flows.Stats().Dropped
+	s.mu.Lock()
+	since := dropped - s.reported
+	s.mu.Unlock()
+	_, err := (*c).SendFlows(ctx, agentapi.NewFlowBatch(recs, since))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.failures++
+		s.lastErr = err.Error()
+		return fmt.Errorf("agent: send %d flow records: %w", len(recs), err)
+	}
+	s.reported = dropped
+	s.batches++
+	s.records += uint64(len(recs))
+	return nil
+}
+
+// startShipper ships flow records until ctx is done, and returns a function
+// that waits for it to have put back what it did not deliver.
+func (a *Agent) startShipper(ctx context.Context) (wait func()) {
+	sh := flow.NewShipper(a.flows, &a.flowSender, flow.ShipperConfig{
+		MaxDelay:   a.cfg.FlowInterval,
+		MinBackoff: a.cfg.BackoffMin,
+		MaxBackoff: a.cfg.BackoffMax,
+		// The shipper bounds each Send with it.
+		SendTimeout: a.cfg.RPCTimeout,
+		Log:         a.log,
+	})
+	done := make(chan struct{})
+	go func() { sh.Run(ctx); close(done) }()
+	return func() { <-done }
+}
+
+// logFlowDrops says in the log, at most once per FlowLogInterval, how many
+// flow records the buffer had to drop: the manager's only other sign of
+// them is a count in the next batch it receives.
+func (a *Agent) logFlowDrops(ctx context.Context) {
+	t := time.NewTicker(a.cfg.FlowLogInterval)
+	defer t.Stop()
+	var last flow.BufferStats
+	for {
+		select {
+		case <-ctx.Done():
+			st := a.FlowStats()
+			if st.Buffer.Len > 0 || st.Buffer.Dropped > 0 {
+				a.log.Info("flow records at shutdown", "undelivered", st.Buffer.Len, "dropped", st.Buffer.Dropped,
+					"delivered", st.Records, "pushed", st.Buffer.Pushed)
+			}
+			return
+		case <-t.C:
+		}
+		st := a.flows.Stats()
+		if st.Dropped == last.Dropped {
+			continue
+		}
+		a.log.Warn("flow records dropped: buffer full while the manager is unreachable or slow",
+			"dropped", st.Dropped-last.Dropped, "updates", st.DroppedUpdates-last.DroppedUpdates,
+			"ends", st.DroppedEnds-last.DroppedEnds, "drops", st.DroppedDrops-last.DroppedDrops,
+			"dropped_total", st.Dropped, "waiting", st.Len, "capacity", st.Capacity)
+		last = st
 	}
 }
 
-// flowBatch is what peek handed out: commit it once the manager has it.
-type flowBatch struct {
-	recs    []*agentapi.FlowRecord
-	start   uint64
-	dropped uint64
+// workloadIndex maps the addresses of the host's workloads to their names
+// ("" until the manager has named the workload).
+type workloadIndex map[netip.Addr]string
+
+// workloadNames keeps what flow producers ask per connection: is an address
+// a workload of this host, and which. Discovery says which addresses are
+// local; the manager's answers to reports say the workloads' names.
+type workloadNames struct {
+	mu      sync.Mutex // serialises rebuilds
+	byIface map[string]string
+	index   atomic.Pointer[workloadIndex]
 }
 
-// peek returns up to n of the oldest records and the drop count, without
-// removing them.
-func (q *flowQueue) peek(n int) flowBatch {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	n = min(n, len(q.recs))
-	return flowBatch{recs: append([]*agentapi.FlowRecord(nil), q.recs[:n]...), start: q.head, dropped: q.dropped}
-}
-
-// commit removes what b sent: its records still queued, and its drop count.
-func (q *flowQueue) commit(b flowBatch) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if end := b.start + uint64(len(b.recs)); end > q.head {
-		n := int(min(end-q.head, uint64(len(q.recs))))
-		q.recs = append(q.recs[:0], q.recs[n:]...)
-		q.head += uint64(n)
+// Local reports whether addr is an address of one of this host's
+// workloads. It is the flow collectors' Local predicate.
+func (a *Agent) Local(addr netip.Addr) bool {
+	idx := a.names.index.Load()
+	if idx == nil {
+		return false
 	}
-	q.dropped -= min(b.dropped, q.dropped)
+	_, ok := (*idx)[addr.Unmap()]
+	return ok
 }
 
-// len returns the number of queued records and unreported drops.
-func (q *flowQueue) len() (int, uint64) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.recs), q.dropped
+// Workload names the workload of this host that has addr, or "". It is the
+// flow producers' Workload resolver.
+func (a *Agent) Workload(addr netip.Addr) string {
+	idx := a.names.index.Load()
+	if idx == nil {
+		return ""
+	}
+	return (*idx)[addr.Unmap()]
+}
+
+// nameWorkloads records the manager's names of the reported interfaces.
+func (a *Agent) nameWorkloads(byIface map[string]string) {
+	a.names.mu.Lock()
+	a.names.byIface = byIface
+	a.names.mu.Unlock()
+	a.indexWorkloads()
+}
+
+// indexWorkloads rebuilds the address index from the newest discovery and
+// names.
+func (a *Agent) indexWorkloads() {
+	a.names.mu.Lock()
+	defer a.names.mu.Unlock()
+	ifaces, _ := a.inv.get()
+	idx := workloadIndex{}
+	for _, ifc := range ifaces {
+		for _, s := range ifc.GetIps() {
+			if addr, err := netip.ParseAddr(s); err == nil {
+				idx[addr.Unmap()] = a.names.byIface[ifc.GetName()]
+			}
+		}
+	}
+	a.names.index.Store(&idx)
 }

@@ -65,9 +65,9 @@ func (a *Agent) follow(ctx context.Context, client agentapi.AgentClient) {
 }
 
 // session runs one Watch stream and, beside it, sends acknowledgements,
-// workload reports and flow records. It returns when the stream breaks, the
-// manager falls silent, or ctx is done; healthy says whether the manager
-// answered at all.
+// workload reports and (through a flow.Shipper) flow records. It returns
+// when the stream breaks, the manager falls silent, or ctx is done; healthy
+// says whether the manager answered at all.
 func (a *Agent) session(ctx context.Context, client agentapi.AgentClient) (healthy bool, err error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -116,6 +116,7 @@ func (a *Agent) session(ctx context.Context, client agentapi.AgentClient) (healt
 			return fmt.Errorf("report workloads: %w", err)
 		}
 		reported = v
+		a.nameWorkloads(resp.GetWorkloads())
 		if len(resp.Created)+len(resp.Updated)+len(resp.Deleted) > 0 {
 			a.log.Info("workloads reported", "interfaces", len(ifaces), "created", resp.Created, "updated", resp.Updated, "deleted", resp.Deleted)
 		}
@@ -134,38 +135,22 @@ func (a *Agent) session(ctx context.Context, client agentapi.AgentClient) (healt
 		lastAck = st
 		return nil
 	}
-	sendFlows := func() error {
-		for {
-			b := a.flows.peek(flowBatchSize)
-			if len(b.recs) == 0 && b.dropped == 0 {
-				return nil
-			}
-			rctx, cancel := context.WithTimeout(sctx, a.cfg.RPCTimeout)
-			_, err := client.SendFlows(rctx, &agentapi.FlowBatch{Records: b.recs, Dropped: b.dropped})
-			cancel()
-			if err != nil {
-				return fmt.Errorf("send %d flow records: %w", len(b.recs), err)
-			}
-			a.flows.commit(b)
-			if len(b.recs) < flowBatchSize {
-				return nil
-			}
-		}
-	}
 	// What the WatchRequest said may be stale by the time the stream is
 	// up; an Ack is cheap.
 	lastAck = nil
 	watchdog := time.NewTicker(max(a.cfg.HeartbeatTimeout/4, 10*time.Millisecond))
 	defer watchdog.Stop()
-	flowTick := time.NewTicker(a.cfg.FlowInterval)
-	defer flowTick.Stop()
 	if err := errors.Join(report(), ack()); err != nil {
 		return gotAny.Load(), err
 	}
 	// The manager took our calls: whatever happens next, the next
 	// reconnection starts from the shortest wait.
 	gotAny.Store(true)
-	a.log.Info("connected to the manager", "manager", a.cfg.Manager)
+	a.log.Info("connected to the manager", "manager", a.cfg.Manager, "flow_records_waiting", a.flows.Len())
+	// Flow records go out while the session lasts; at its end the
+	// shipper puts its undelivered batch back for the next session.
+	waitShipper := a.startShipper(sctx)
+	defer func() { cancel(); waitShipper() }()
 	for {
 		var err error
 		select {
@@ -180,8 +165,6 @@ func (a *Agent) session(ctx context.Context, client agentapi.AgentClient) (healt
 			err = ack()
 		case <-a.inv.wake:
 			err = report()
-		case <-flowTick.C:
-			err = sendFlows()
 		case <-watchdog.C:
 			if silent := time.Since(time.Unix(0, heard.Load())); silent > a.cfg.HeartbeatTimeout {
 				err = fmt.Errorf("no message from the manager for %s", silent.Round(time.Second))

@@ -131,6 +131,64 @@ func (Verdict) EnumDescriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{1}
 }
 
+// FlowKind says what a flow record reports; the values are those of
+// internal/flow's Kind.
+type FlowKind int32
+
+const (
+	FlowKind_FLOW_KIND_UNSPECIFIED FlowKind = 0
+	// An open connection: counters are totals so far, read at seen.
+	FlowKind_FLOW_KIND_UPDATE FlowKind = 1
+	// A closed connection with its final totals.
+	FlowKind_FLOW_KIND_END FlowKind = 2
+	// Denied packets of one (src, dst, protocol, dst port or ICMP
+	// type/code, rule) folded over a window; packets_orig counts them.
+	FlowKind_FLOW_KIND_DROP FlowKind = 3
+)
+
+// Enum value maps for FlowKind.
+var (
+	FlowKind_name = map[int32]string{
+		0: "FLOW_KIND_UNSPECIFIED",
+		1: "FLOW_KIND_UPDATE",
+		2: "FLOW_KIND_END",
+		3: "FLOW_KIND_DROP",
+	}
+	FlowKind_value = map[string]int32{
+		"FLOW_KIND_UNSPECIFIED": 0,
+		"FLOW_KIND_UPDATE":      1,
+		"FLOW_KIND_END":         2,
+		"FLOW_KIND_DROP":        3,
+	}
+)
+
+func (x FlowKind) Enum() *FlowKind {
+	p := new(FlowKind)
+	*p = x
+	return p
+}
+
+func (x FlowKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FlowKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_agent_proto_enumTypes[2].Descriptor()
+}
+
+func (FlowKind) Type() protoreflect.EnumType {
+	return &file_agent_proto_enumTypes[2]
+}
+
+func (x FlowKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FlowKind.Descriptor instead.
+func (FlowKind) EnumDescriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{2}
+}
+
 type EnrollRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	BootstrapToken string                 `protobuf:"bytes,1,opt,name=bootstrap_token,json=bootstrapToken,proto3" json:"bootstrap_token,omitempty"`
@@ -369,9 +427,13 @@ func (x *WorkloadReport) GetInterfaces() []*Interface {
 type ReportWorkloadsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Workload names created, updated and deleted in the inventory.
-	Created       []string `protobuf:"bytes,1,rep,name=created,proto3" json:"created,omitempty"`
-	Updated       []string `protobuf:"bytes,2,rep,name=updated,proto3" json:"updated,omitempty"`
-	Deleted       []string `protobuf:"bytes,3,rep,name=deleted,proto3" json:"deleted,omitempty"`
+	Created []string `protobuf:"bytes,1,rep,name=created,proto3" json:"created,omitempty"`
+	Updated []string `protobuf:"bytes,2,rep,name=updated,proto3" json:"updated,omitempty"`
+	Deleted []string `protobuf:"bytes,3,rep,name=deleted,proto3" json:"deleted,omitempty"`
+	// workloads names the workload bound to each reported interface (by
+	// interface name), changed or not, so that the agent can put workload
+	// names in its flow records.
+	Workloads     map[string]string `protobuf:"bytes,4,rep,name=workloads,proto3" json:"workloads,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -423,6 +485,13 @@ func (x *ReportWorkloadsResponse) GetUpdated() []string {
 func (x *ReportWorkloadsResponse) GetDeleted() []string {
 	if x != nil {
 		return x.Deleted
+	}
+	return nil
+}
+
+func (x *ReportWorkloadsResponse) GetWorkloads() map[string]string {
+	if x != nil {
+		return x.Workloads
 	}
 	return nil
 }
@@ -792,6 +861,8 @@ func (*AckResponse) Descriptor() ([]byte, []int) {
 }
 
 // FlowRecord is one connection (or one dropped attempt) seen on the host.
+// Counters are totals, never deltas: the manager merges the records of one
+// id by keeping the largest values, so a batch sent twice is harmless.
 type FlowRecord struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Addresses are 4 or 16 bytes.
@@ -799,18 +870,33 @@ type FlowRecord struct {
 	DstIp []byte `protobuf:"bytes,2,opt,name=dst_ip,json=dstIp,proto3" json:"dst_ip,omitempty"`
 	// protocol is the IP protocol number.
 	Protocol uint32 `protobuf:"varint,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
-	SrcPort  uint32 `protobuf:"varint,4,opt,name=src_port,json=srcPort,proto3" json:"src_port,omitempty"`
-	DstPort  uint32 `protobuf:"varint,5,opt,name=dst_port,json=dstPort,proto3" json:"dst_port,omitempty"`
-	// Counters of the original (src -> dst) and reply directions.
+	// src_port is 0 in a drop record whose packets came from several ports.
+	SrcPort uint32 `protobuf:"varint,4,opt,name=src_port,json=srcPort,proto3" json:"src_port,omitempty"`
+	DstPort uint32 `protobuf:"varint,5,opt,name=dst_port,json=dstPort,proto3" json:"dst_port,omitempty"`
+	// Counters of the original (sent by src) and reply (sent by dst)
+	// directions.
 	BytesOrig      uint64 `protobuf:"varint,6,opt,name=bytes_orig,json=bytesOrig,proto3" json:"bytes_orig,omitempty"`
 	PacketsOrig    uint64 `protobuf:"varint,7,opt,name=packets_orig,json=packetsOrig,proto3" json:"packets_orig,omitempty"`
 	BytesReply     uint64 `protobuf:"varint,8,opt,name=bytes_reply,json=bytesReply,proto3" json:"bytes_reply,omitempty"`
 	PacketsReply   uint64 `protobuf:"varint,9,opt,name=packets_reply,json=packetsReply,proto3" json:"packets_reply,omitempty"`
 	StartUnixNanos int64  `protobuf:"varint,10,opt,name=start_unix_nanos,json=startUnixNanos,proto3" json:"start_unix_nanos,omitempty"`
 	// end_unix_nanos is 0 while the connection is still open.
-	EndUnixNanos  int64   `protobuf:"varint,11,opt,name=end_unix_nanos,json=endUnixNanos,proto3" json:"end_unix_nanos,omitempty"`
-	RuleId        uint32  `protobuf:"varint,12,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
-	Verdict       Verdict `protobuf:"varint,13,opt,name=verdict,proto3,enum=bulkhead.agent.v1.Verdict" json:"verdict,omitempty"`
+	EndUnixNanos int64   `protobuf:"varint,11,opt,name=end_unix_nanos,json=endUnixNanos,proto3" json:"end_unix_nanos,omitempty"`
+	RuleId       uint32  `protobuf:"varint,12,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	Verdict      Verdict `protobuf:"varint,13,opt,name=verdict,proto3,enum=bulkhead.agent.v1.Verdict" json:"verdict,omitempty"`
+	// id is the same for every update and the end of one connection. The
+	// manager puts it, like the record, in the name of the host whose
+	// certificate sent it.
+	Id   string   `protobuf:"bytes,14,opt,name=id,proto3" json:"id,omitempty"`
+	Kind FlowKind `protobuf:"varint,15,opt,name=kind,proto3,enum=bulkhead.agent.v1.FlowKind" json:"kind,omitempty"`
+	// Workload names of the ends that are workloads on this host, or "".
+	SrcWorkload string `protobuf:"bytes,16,opt,name=src_workload,json=srcWorkload,proto3" json:"src_workload,omitempty"`
+	DstWorkload string `protobuf:"bytes,17,opt,name=dst_workload,json=dstWorkload,proto3" json:"dst_workload,omitempty"`
+	// ICMP and ICMPv6 only.
+	IcmpType uint32 `protobuf:"varint,18,opt,name=icmp_type,json=icmpType,proto3" json:"icmp_type,omitempty"`
+	IcmpCode uint32 `protobuf:"varint,19,opt,name=icmp_code,json=icmpCode,proto3" json:"icmp_code,omitempty"`
+	// seen_unix_nanos is when the counters were read.
+	SeenUnixNanos int64 `protobuf:"varint,20,opt,name=seen_unix_nanos,json=seenUnixNanos,proto3" json:"seen_unix_nanos,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -936,6 +1022,55 @@ func (x *FlowRecord) GetVerdict() Verdict {
 	return Verdict_VERDICT_UNSPECIFIED
 }
 
+func (x *FlowRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *FlowRecord) GetKind() FlowKind {
+	if x != nil {
+		return x.Kind
+	}
+	return FlowKind_FLOW_KIND_UNSPECIFIED
+}
+
+func (x *FlowRecord) GetSrcWorkload() string {
+	if x != nil {
+		return x.SrcWorkload
+	}
+	return ""
+}
+
+func (x *FlowRecord) GetDstWorkload() string {
+	if x != nil {
+		return x.DstWorkload
+	}
+	return ""
+}
+
+func (x *FlowRecord) GetIcmpType() uint32 {
+	if x != nil {
+		return x.IcmpType
+	}
+	return 0
+}
+
+func (x *FlowRecord) GetIcmpCode() uint32 {
+	if x != nil {
+		return x.IcmpCode
+	}
+	return 0
+}
+
+func (x *FlowRecord) GetSeenUnixNanos() int64 {
+	if x != nil {
+		return x.SeenUnixNanos
+	}
+	return 0
+}
+
 type FlowBatch struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Records []*FlowRecord          `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
@@ -1054,11 +1189,15 @@ const file_agent_proto_rawDesc = "" +
 	"\x0eWorkloadReport\x12<\n" +
 	"\n" +
 	"interfaces\x18\x01 \x03(\v2\x1c.bulkhead.agent.v1.InterfaceR\n" +
-	"interfaces\"g\n" +
+	"interfaces\"\xfe\x01\n" +
 	"\x17ReportWorkloadsResponse\x12\x18\n" +
 	"\acreated\x18\x01 \x03(\tR\acreated\x12\x18\n" +
 	"\aupdated\x18\x02 \x03(\tR\aupdated\x12\x18\n" +
-	"\adeleted\x18\x03 \x03(\tR\adeleted\"I\n" +
+	"\adeleted\x18\x03 \x03(\tR\adeleted\x12W\n" +
+	"\tworkloads\x18\x04 \x03(\v29.bulkhead.agent.v1.ReportWorkloadsResponse.WorkloadsEntryR\tworkloads\x1a<\n" +
+	"\x0eWorkloadsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"I\n" +
 	"\fWatchRequest\x129\n" +
 	"\brealized\x18\x01 \x01(\v2\x1d.bulkhead.agent.v1.AckRequestR\brealized\"\x90\x01\n" +
 	"\n" +
@@ -1081,7 +1220,7 @@ const file_agent_proto_rawDesc = "" +
 	"\x0frealized_digest\x18\x02 \x01(\fR\x0erealizedDigest\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12'\n" +
 	"\x0ffailed_revision\x18\x04 \x01(\x03R\x0efailedRevision\"\r\n" +
-	"\vAckResponse\"\xb3\x03\n" +
+	"\vAckResponse\"\x9c\x05\n" +
 	"\n" +
 	"FlowRecord\x12\x15\n" +
 	"\x06src_ip\x18\x01 \x01(\fR\x05srcIp\x12\x15\n" +
@@ -1099,7 +1238,14 @@ const file_agent_proto_rawDesc = "" +
 	" \x01(\x03R\x0estartUnixNanos\x12$\n" +
 	"\x0eend_unix_nanos\x18\v \x01(\x03R\fendUnixNanos\x12\x17\n" +
 	"\arule_id\x18\f \x01(\rR\x06ruleId\x124\n" +
-	"\averdict\x18\r \x01(\x0e2\x1a.bulkhead.agent.v1.VerdictR\averdict\"^\n" +
+	"\averdict\x18\r \x01(\x0e2\x1a.bulkhead.agent.v1.VerdictR\averdict\x12\x0e\n" +
+	"\x02id\x18\x0e \x01(\tR\x02id\x12/\n" +
+	"\x04kind\x18\x0f \x01(\x0e2\x1b.bulkhead.agent.v1.FlowKindR\x04kind\x12!\n" +
+	"\fsrc_workload\x18\x10 \x01(\tR\vsrcWorkload\x12!\n" +
+	"\fdst_workload\x18\x11 \x01(\tR\vdstWorkload\x12\x1b\n" +
+	"\ticmp_type\x18\x12 \x01(\rR\bicmpType\x12\x1b\n" +
+	"\ticmp_code\x18\x13 \x01(\rR\bicmpCode\x12&\n" +
+	"\x0fseen_unix_nanos\x18\x14 \x01(\x03R\rseenUnixNanos\"^\n" +
 	"\tFlowBatch\x127\n" +
 	"\arecords\x18\x01 \x03(\v2\x1d.bulkhead.agent.v1.FlowRecordR\arecords\x12\x18\n" +
 	"\adropped\x18\x02 \x01(\x04R\adropped\"/\n" +
@@ -1114,7 +1260,12 @@ const file_agent_proto_rawDesc = "" +
 	"\x13VERDICT_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rVERDICT_ALLOW\x10\x01\x12\x10\n" +
 	"\fVERDICT_DROP\x10\x02\x12\x12\n" +
-	"\x0eVERDICT_REJECT\x10\x032\x9a\x03\n" +
+	"\x0eVERDICT_REJECT\x10\x03*b\n" +
+	"\bFlowKind\x12\x19\n" +
+	"\x15FLOW_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10FLOW_KIND_UPDATE\x10\x01\x12\x11\n" +
+	"\rFLOW_KIND_END\x10\x02\x12\x12\n" +
+	"\x0eFLOW_KIND_DROP\x10\x032\x9a\x03\n" +
 	"\x05Agent\x12M\n" +
 	"\x06Enroll\x12 .bulkhead.agent.v1.EnrollRequest\x1a!.bulkhead.agent.v1.EnrollResponse\x12`\n" +
 	"\x0fReportWorkloads\x12!.bulkhead.agent.v1.WorkloadReport\x1a*.bulkhead.agent.v1.ReportWorkloadsResponse\x12I\n" +
@@ -1134,49 +1285,53 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_agent_proto_goTypes = []any{
 	(InterfaceKind)(0),              // 0: bulkhead.agent.v1.InterfaceKind
 	(Verdict)(0),                    // 1: bulkhead.agent.v1.Verdict
-	(*EnrollRequest)(nil),           // 2: bulkhead.agent.v1.EnrollRequest
-	(*EnrollResponse)(nil),          // 3: bulkhead.agent.v1.EnrollResponse
-	(*Interface)(nil),               // 4: bulkhead.agent.v1.Interface
-	(*WorkloadReport)(nil),          // 5: bulkhead.agent.v1.WorkloadReport
-	(*ReportWorkloadsResponse)(nil), // 6: bulkhead.agent.v1.ReportWorkloadsResponse
-	(*WatchRequest)(nil),            // 7: bulkhead.agent.v1.WatchRequest
-	(*WatchEvent)(nil),              // 8: bulkhead.agent.v1.WatchEvent
-	(*DesiredState)(nil),            // 9: bulkhead.agent.v1.DesiredState
-	(*Heartbeat)(nil),               // 10: bulkhead.agent.v1.Heartbeat
-	(*AckRequest)(nil),              // 11: bulkhead.agent.v1.AckRequest
-	(*AckResponse)(nil),             // 12: bulkhead.agent.v1.AckResponse
-	(*FlowRecord)(nil),              // 13: bulkhead.agent.v1.FlowRecord
-	(*FlowBatch)(nil),               // 14: bulkhead.agent.v1.FlowBatch
-	(*SendFlowsResponse)(nil),       // 15: bulkhead.agent.v1.SendFlowsResponse
+	(FlowKind)(0),                   // 2: bulkhead.agent.v1.FlowKind
+	(*EnrollRequest)(nil),           // 3: bulkhead.agent.v1.EnrollRequest
+	(*EnrollResponse)(nil),          // 4: bulkhead.agent.v1.EnrollResponse
+	(*Interface)(nil),               // 5: bulkhead.agent.v1.Interface
+	(*WorkloadReport)(nil),          // 6: bulkhead.agent.v1.WorkloadReport
+	(*ReportWorkloadsResponse)(nil), // 7: bulkhead.agent.v1.ReportWorkloadsResponse
+	(*WatchRequest)(nil),            // 8: bulkhead.agent.v1.WatchRequest
+	(*WatchEvent)(nil),              // 9: bulkhead.agent.v1.WatchEvent
+	(*DesiredState)(nil),            // 10: bulkhead.agent.v1.DesiredState
+	(*Heartbeat)(nil),               // 11: bulkhead.agent.v1.Heartbeat
+	(*AckRequest)(nil),              // 12: bulkhead.agent.v1.AckRequest
+	(*AckResponse)(nil),             // 13: bulkhead.agent.v1.AckResponse
+	(*FlowRecord)(nil),              // 14: bulkhead.agent.v1.FlowRecord
+	(*FlowBatch)(nil),               // 15: bulkhead.agent.v1.FlowBatch
+	(*SendFlowsResponse)(nil),       // 16: bulkhead.agent.v1.SendFlowsResponse
+	nil,                             // 17: bulkhead.agent.v1.ReportWorkloadsResponse.WorkloadsEntry
 }
 var file_agent_proto_depIdxs = []int32{
 	0,  // 0: bulkhead.agent.v1.Interface.kind:type_name -> bulkhead.agent.v1.InterfaceKind
-	4,  // 1: bulkhead.agent.v1.WorkloadReport.interfaces:type_name -> bulkhead.agent.v1.Interface
-	11, // 2: bulkhead.agent.v1.WatchRequest.realized:type_name -> bulkhead.agent.v1.AckRequest
-	9,  // 3: bulkhead.agent.v1.WatchEvent.desired:type_name -> bulkhead.agent.v1.DesiredState
-	10, // 4: bulkhead.agent.v1.WatchEvent.heartbeat:type_name -> bulkhead.agent.v1.Heartbeat
-	1,  // 5: bulkhead.agent.v1.FlowRecord.verdict:type_name -> bulkhead.agent.v1.Verdict
-	13, // 6: bulkhead.agent.v1.FlowBatch.records:type_name -> bulkhead.agent.v1.FlowRecord
-	2,  // 7: bulkhead.agent.v1.Agent.Enroll:input_type -> bulkhead.agent.v1.EnrollRequest
-	5,  // 8: bulkhead.agent.v1.Agent.ReportWorkloads:input_type -> bulkhead.agent.v1.WorkloadReport
-	7,  // 9: bulkhead.agent.v1.Agent.Watch:input_type -> bulkhead.agent.v1.WatchRequest
-	11, // 10: bulkhead.agent.v1.Agent.Ack:input_type -> bulkhead.agent.v1.AckRequest
-	14, // 11: bulkhead.agent.v1.Agent.SendFlows:input_type -> bulkhead.agent.v1.FlowBatch
-	3,  // 12: bulkhead.agent.v1.Agent.Enroll:output_type -> bulkhead.agent.v1.EnrollResponse
-	6,  // 13: bulkhead.agent.v1.Agent.ReportWorkloads:output_type -> bulkhead.agent.v1.ReportWorkloadsResponse
-	8,  // 14: bulkhead.agent.v1.Agent.Watch:output_type -> bulkhead.agent.v1.WatchEvent
-	12, // 15: bulkhead.agent.v1.Agent.Ack:output_type -> bulkhead.agent.v1.AckResponse
-	15, // 16: bulkhead.agent.v1.Agent.SendFlows:output_type -> bulkhead.agent.v1.SendFlowsResponse
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	5,  // 1: bulkhead.agent.v1.WorkloadReport.interfaces:type_name -> bulkhead.agent.v1.Interface
+	17, // 2: bulkhead.agent.v1.ReportWorkloadsResponse.workloads:type_name -> bulkhead.agent.v1.ReportWorkloadsResponse.WorkloadsEntry
+	12, // 3: bulkhead.agent.v1.WatchRequest.realized:type_name -> bulkhead.agent.v1.AckRequest
+	10, // 4: bulkhead.agent.v1.WatchEvent.desired:type_name -> bulkhead.agent.v1.DesiredState
+	11, // 5: bulkhead.agent.v1.WatchEvent.heartbeat:type_name -> bulkhead.agent.v1.Heartbeat
+	1,  // 6: bulkhead.agent.v1.FlowRecord.verdict:type_name -> bulkhead.agent.v1.Verdict
+	2,  // 7: bulkhead.agent.v1.FlowRecord.kind:type_name -> bulkhead.agent.v1.FlowKind
+	14, // 8: bulkhead.agent.v1.FlowBatch.records:type_name -> bulkhead.agent.v1.FlowRecord
+	3,  // 9: bulkhead.agent.v1.Agent.Enroll:input_type -> bulkhead.agent.v1.EnrollRequest
+	6,  // 10: bulkhead.agent.v1.Agent.ReportWorkloads:input_type -> bulkhead.agent.v1.WorkloadReport
+	8,  // 11: bulkhead.agent.v1.Agent.Watch:input_type -> bulkhead.agent.v1.WatchRequest
+	12, // 12: bulkhead.agent.v1.Agent.Ack:input_type -> bulkhead.agent.v1.AckRequest
+	15, // 13: bulkhead.agent.v1.Agent.SendFlows:input_type -> bulkhead.agent.v1.FlowBatch
+	4,  // 14: bulkhead.agent.v1.Agent.Enroll:output_type -> bulkhead.agent.v1.EnrollResponse
+	7,  // 15: bulkhead.agent.v1.Agent.ReportWorkloads:output_type -> bulkhead.agent.v1.ReportWorkloadsResponse
+	9,  // 16: bulkhead.agent.v1.Agent.Watch:output_type -> bulkhead.agent.v1.WatchEvent
+	13, // 17: bulkhead.agent.v1.Agent.Ack:output_type -> bulkhead.agent.v1.AckResponse
+	16, // 18: bulkhead.agent.v1.Agent.SendFlows:output_type -> bulkhead.agent.v1.SendFlowsResponse
+	14, // [14:19] is the sub-list for method output_type
+	9,  // [9:14] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -1193,8 +1348,8 @@ func file_agent_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   14,
+			NumEnums:      3,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

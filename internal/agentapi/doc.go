@@ -1,7 +1,8 @@
 // Package agentapi is the gRPC contract between the manager and the agent on
 // every host: enrollment, workload reports, the desired-state stream, its
 // acknowledgements and flow records. agent.pb.go and agent_grpc.pb.go are
-// generated from agent.proto.
+// generated from agent.proto; flows.go converts flow records between the
+// wire and internal/flow.
 package agentapi
 
 // Regenerate with protoc and the plugins the generated files name in their

@@ -1,16 +1,23 @@
 package cli
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/vishvananda/netns"
 
 	"github.com/bulkhead/bulkhead/internal/agent"
+	"github.com/bulkhead/bulkhead/internal/flow"
+	"github.com/bulkhead/bulkhead/internal/nft"
 )
 
 func newAgentCmd(g *globals) *cobra.Command {
@@ -19,6 +26,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 		uninstall bool
 		dryRun    bool
 		logLevel  string
+		flows     flowFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "agent --manager HOST:PORT --state-dir DIR [--bootstrap-token T (--ca-fingerprint SHA256 | --ca FILE)]",
@@ -29,6 +37,12 @@ no token), reports the host's workload interfaces (names matching
 --iface-pattern, ports of --bridge if given) to the manager, enforces the
 desired state the manager streams for this host, and keeps the last one in DIR
 so that a restart enforces it again at once, with or without the manager.
+
+It reports the connections its rules decided as flow records, from conntrack
+(dumped every --flow-dump-interval for long flows; it turns on
+nf_conntrack_acct and nf_conntrack_timestamp in the namespace) and the packets
+the data plane dropped from NFLOG group --nflog-group. Records wait in memory,
+bounded, while the manager is unreachable.
 
 The bootstrap token may also come from BULKHEAD_BOOTSTRAP_TOKEN, which keeps it
 out of the process list. --uninstall removes everything the agent installed
@@ -43,12 +57,18 @@ in the kernel and in DIR.`,
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
 			}
+			if flows.nflogGroup == 0 {
+				return errors.New("--nflog-group: must not be 0")
+			}
+			if flows.dumpInterval <= 0 {
+				return fmt.Errorf("--flow-dump-interval %s: must be positive", flows.dumpInterval)
+			}
 			log := slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
 			cfg.CAFile = g.ca
 			if cfg.BootstrapToken == "" {
 				cfg.BootstrapToken = os.Getenv("BULKHEAD_BOOTSTRAP_TOKEN")
 			}
-			enf, err := newAgentEnforcer(cfg, dryRun, log)
+			enf, err := newAgentEnforcer(cfg, nft.Config{LogGroup: flows.nflogGroup}, dryRun, log)
 			if err != nil {
 				return err
 			}
@@ -65,7 +85,20 @@ in the kernel and in DIR.`,
 			if err != nil {
 				return err
 			}
-			return a.Run(ctx)
+			if dryRun {
+				// Nothing marks connections in a dry run: there is nothing
+				// to report, and reading conntrack needs privileges a dry
+				// run should not.
+				log.Info("dry run: flow records are off")
+				return a.Run(ctx)
+			}
+			ctx, cancel := context.WithCancel(ctx)
+			var wg sync.WaitGroup
+			wg.Go(func() { runFlowSources(ctx, a, cfg.NetNS, flows, log) })
+			err = a.Run(ctx)
+			cancel()
+			wg.Wait()
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -81,5 +114,163 @@ in the kernel and in DIR.`,
 	f.BoolVar(&uninstall, "uninstall", false, "remove the agent's kernel state and state dir, then exit")
 	f.BoolVar(&dryRun, "dry-run", false, "follow the manager and log each desired state without enforcing it")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.DurationVar(&flows.dumpInterval, "flow-dump-interval", flow.DefaultDumpInterval, "how often conntrack is dumped to report long flows")
+	f.Uint16Var(&flows.nflogGroup, "nflog-group", nft.DefaultLogGroup, "the NFLOG group the data plane sends dropped and rejected packets to (the nft data plane's default)")
 	return cmd
+}
+
+type flowFlags struct {
+	dumpInterval time.Duration
+	nflogGroup   uint16
+}
+
+// decodeMark reads the data plane's conntrack and packet marks (nft.Mark)
+// for the flow collectors.
+func decodeMark(m uint32) (uint32, flow.Verdict) {
+	v := nft.Mark(m).Verdict()
+	if v.Action == 0 {
+		return 0, 0 // not decided by Bulkhead, whatever the rule bits say
+	}
+	// nft's actions and flow's verdicts share their numbers
+	// (internal/flow/markcheck).
+	return v.Rule, flow.Verdict(v.Action)
+}
+
+// Only allowed connections are confirmed in conntrack, so a dump needs
+// only those whose action bits say allow: the kernel filters by
+// mark&dumpMask == dumpMark.
+var (
+	dumpMark = uint32(nft.MakeMark(nft.Verdict{Action: nft.Allow}, false))
+	// Every action bit set, and nothing else: rule 0, not logged, egress.
+	dumpMask = uint32(nft.MakeMark(nft.Verdict{Action: nft.Allow | nft.Drop | nft.Reject}, false))
+)
+
+// runFlowSources turns the conntrack table and the NFLOG group of the
+// namespace at nsPath ("" the agent's own) into flow records in the agent's
+// buffer, until ctx is done. A source that fails is started again with
+// backoff; the agent enforces all the same.
+func runFlowSources(ctx context.Context, a *agent.Agent, nsPath string, ff flowFlags, log *slog.Logger) {
+	log = log.With("component", "flow")
+	fd := 0
+	if nsPath != "" {
+		ns, err := netns.GetFromPath(nsPath)
+		if err != nil {
+			log.Error("flow records off: cannot open the namespace", "netns", nsPath, "err", err)
+			return
+		}
+		defer ns.Close()
+		fd = int(ns)
+	}
+	if err := setConntrackSysctls(nsPath); err != nil {
+		// conntrack may not be loaded yet; the collector's netlink socket
+		// loads it, and the second try below succeeds.
+		log.Debug("conntrack accounting before the collector started", "err", err)
+	}
+	host := a.HostName()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		retry(ctx, log, "conntrack collector", func() error {
+			c, err := flow.NewCollector(flow.CollectorConfig{
+				Host: host, NetNS: fd, DumpInterval: ff.dumpInterval,
+				Local: a.Local, Workload: a.Workload, DecodeMark: decodeMark,
+				DumpMark: dumpMark, DumpMask: dumpMask, Log: log,
+			}, a.FlowBuffer())
+			if err != nil {
+				return err
+			}
+			go func() {
+				select {
+				case <-c.Ready():
+				case <-ctx.Done():
+					return
+				}
+				if err := setConntrackSysctls(nsPath); err != nil {
+					log.Warn("flow byte and packet counts or start times may be missing", "netns", nsPath, "err", err)
+				}
+			}()
+			return c.Run(ctx)
+		})
+	})
+	wg.Go(func() {
+		retry(ctx, log, "NFLOG drop reader", func() error {
+			d, err := flow.NewDropReader(flow.DropReaderConfig{
+				Host: host, NetNS: fd, Group: ff.nflogGroup,
+				DecodeMark: decodeMark, Workload: a.Workload, Log: log,
+			}, a.FlowBuffer())
+			if err != nil {
+				return err
+			}
+			return d.Run(ctx)
+		})
+	})
+}
+
+// retry runs one flow source until ctx is done, starting it again with
+// backoff when it fails.
+func retry(ctx context.Context, log *slog.Logger, what string, run func() error) {
+	const minWait, maxWait = time.Second, time.Minute
+	wait := minWait
+	for {
+		started := time.Now()
+		err := run()
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			err = errors.New("stopped")
+		}
+		if time.Since(started) > maxWait {
+			wait = minWait // it ran for a while: a new failure
+		}
+		log.Error(what+" failed; restarting", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, maxWait)
+	}
+}
+
+// setConntrackSysctls turns on what flow records need in the namespace at
+// nsPath ("" the caller's): conntrack's byte and packet counters and its
+// start and stop timestamps. They are per namespace, and /proc/sys/net
+// shows the namespace of the thread that opens it.
+func setConntrackSysctls(nsPath string) error {
+	write := func() error {
+		for _, name := range []string{"nf_conntrack_acct", "nf_conntrack_timestamp"} {
+			if err := os.WriteFile("/proc/sys/net/netfilter/"+name, []byte("1\n"), 0o644); err != nil {
+				return fmt.Errorf("agent: sysctl net.netfilter.%s=1 in %s: %w", name, nsName(nsPath), err)
+			}
+		}
+		return nil
+	}
+	if nsPath == "" {
+		return write()
+	}
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return fmt.Errorf("agent: netns %s: %w", nsPath, err)
+	}
+	defer ns.Close()
+	errc := make(chan error, 1)
+	go func() {
+		// The thread never leaves the namespace: a goroutine that ends
+		// locked to its thread takes the thread with it.
+		runtime.LockOSThread()
+		if err := netns.Set(ns); err != nil {
+			errc <- fmt.Errorf("agent: enter netns %s: %w", nsPath, err)
+			return
+		}
+		errc <- write()
+	}()
+	return <-errc
+}
+
+func nsName(path string) string {
+	if path == "" {
+		return "the agent's namespace"
+	}
+	return path
 }

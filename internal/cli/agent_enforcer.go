@@ -9,11 +9,12 @@ import (
 )
 
 // newAgentEnforcer returns the data plane that 'bulkhead agent' drives: the
-// nftables table of cfg.NetNS, or a logger of desired states with --dry-run.
-func newAgentEnforcer(cfg agent.Config, dryRun bool, log *slog.Logger) (agent.Enforcer, error) {
+// nftables table of cfg.NetNS (drops to NFLOG group nc.LogGroup, where the
+// agent's drop reader listens), or a logger of desired states with --dry-run.
+func newAgentEnforcer(cfg agent.Config, nc nft.Config, dryRun bool, log *slog.Logger) (agent.Enforcer, error) {
 	if dryRun {
 		log.Warn("dry run: desired states are logged and acknowledged, not enforced")
 		return agent.NewDryRun(log), nil
 	}
-	return enforce.New(cfg.NetNS, nft.Config{})
+	return enforce.New(cfg.NetNS, nc)
 }

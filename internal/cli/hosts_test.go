@@ -124,9 +124,11 @@ func TestTokenAgentGetHosts(t *testing.T) {
 	}
 }
 
-func TestAgentWithoutDataPlaneRefuses(t *testing.T) {
+// TestAgentNotEnrolledSaysHow: an agent with no certificate and no token
+// says what to do instead of starting.
+func TestAgentNotEnrolledSaysHow(t *testing.T) {
 	_, err := run(t, "", "agent", "--state-dir", t.TempDir())
-	if err == nil || !strings.Contains(err.Error(), "--dry-run") {
-		t.Errorf("agent without a data plane: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "not enrolled") || !strings.Contains(err.Error(), "bulkhead token create") {
+		t.Errorf("agent without enrollment: %v", err)
 	}
 }

@@ -86,6 +86,7 @@ Which manager: --server/--token-file/--ca, else BULKHEAD_SERVER, BULKHEAD_TOKEN
 		newAPITokenCmd(g),
 		newTokenCmd(g),
 		newAgentCmd(g),
+		newLabCmd(g),
 	)
 	return root
 }

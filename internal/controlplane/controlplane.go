@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bulkhead/bulkhead/internal/agentapi"
+	"github.com/bulkhead/bulkhead/internal/flow"
 	"github.com/bulkhead/bulkhead/internal/pki"
 	"github.com/bulkhead/bulkhead/internal/store"
 )
@@ -26,8 +27,11 @@ import (
 // host, and nothing is sent.
 type SpanFunc func(ctx context.Context, host string) (revision int64, format string, payload []byte, err error)
 
-// FlowSink receives the flow records a host sent.
-type FlowSink func(ctx context.Context, host string, batch *agentapi.FlowBatch) error
+// FlowSink stores the flow records a host sent. host is the name in the
+// host's client certificate, and every record's Host is set to it: a host
+// cannot write in another's name. A nil error means the records are stored;
+// an error makes the agent send the batch again.
+type FlowSink func(ctx context.Context, host string, recs []flow.Record) error
 
 // Config configures a ControlPlane. Store and CA are required; zero values
 // of the rest take the defaults said on each field.
@@ -90,7 +94,7 @@ type ControlPlane struct {
 	mu    sync.Mutex
 	hosts map[string]*hostState // by host name; only hosts seen since start
 
-	flowRecords, flowDropped atomic.Uint64
+	flowRecords, flowDropped, flowMalformed atomic.Uint64
 }
 
 // hostState is what the manager knows of a host beyond the store: its live
@@ -186,8 +190,8 @@ func (cp *ControlPlane) Changed() {
 	}
 }
 
-func (cp *ControlPlane) discardFlows(ctx context.Context, host string, batch *agentapi.FlowBatch) error {
-	cp.log.Debug("flow records discarded: no flow store", "host", host, "records", len(batch.Records))
+func (cp *ControlPlane) discardFlows(ctx context.Context, host string, recs []flow.Record) error {
+	cp.log.Debug("flow records discarded: no flow store", "host", host, "records", len(recs))
 	return nil
 }
 

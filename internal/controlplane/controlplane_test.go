@@ -13,10 +13,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +30,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/bulkhead/bulkhead/internal/agentapi"
+	"github.com/bulkhead/bulkhead/internal/flow"
 	"github.com/bulkhead/bulkhead/internal/pki"
 	"github.com/bulkhead/bulkhead/internal/policy"
 	"github.com/bulkhead/bulkhead/internal/store"
@@ -355,6 +359,11 @@ func TestWorkloadReports(t *testing.T) {
 	if !slices.Equal(resp.Created, []string{"h1-bhw2", "h1-bhw-x-3"}) || !slices.Equal(resp.Updated, []string{"web-1"}) {
 		t.Errorf("first report: created %v, updated %v", resp.Created, resp.Updated)
 	}
+	// The agent learns every interface's workload name, for its flow
+	// records; bhw4 has none yet.
+	if want := map[string]string{"bhw1": "web-1", "bhw2": "h1-bhw2", "bhw_X@3": "h1-bhw-x-3"}; !maps.Equal(resp.Workloads, want) {
+		t.Errorf("first report: workloads %v, want %v", resp.Workloads, want)
+	}
 	inv := inventory()
 	if w := inv["web-1"]; w == nil || w.Spec.Host != "h1" || w.Spec.Interface != "bhw1" || w.Spec.Tags["app"] != "shop" ||
 		!slices.Equal(w.Spec.IPs, []string{"10.1.0.1", "fd00::1"}) || w.Spec.Facts[FactMAC] != "02:00:00:00:00:01" || w.Spec.Facts[FactSource] != "" {
@@ -375,6 +384,9 @@ func TestWorkloadReports(t *testing.T) {
 	)
 	if len(resp.Created)+len(resp.Updated)+len(resp.Deleted) != 0 {
 		t.Errorf("repeated report changed %+v", resp)
+	}
+	if len(resp.Workloads) != 3 || resp.Workloads["bhw1"] != "web-1" {
+		t.Errorf("repeated report: workloads %v, want all three, unchanged or not", resp.Workloads)
 	}
 
 	// bhw2's address changes, bhw_X@3 and bhw1 go away.
@@ -568,25 +580,57 @@ func TestWatchSendsChangedStates(t *testing.T) {
 }
 
 func TestSendFlows(t *testing.T) {
-	got := make(chan int, 1)
+	type call struct {
+		host string
+		recs []flow.Record
+	}
+	got := make(chan call, 10)
+	var fail atomic.Bool
 	tc := startCP(t, func(c *Config) {
-		c.Flows = func(ctx context.Context, host string, b *agentapi.FlowBatch) error {
-			if host != "h1" {
-				return errors.New("wrong host " + host)
+		c.Flows = func(ctx context.Context, host string, recs []flow.Record) error {
+			if fail.Load() {
+				return errors.New("disk full")
 			}
-			got <- len(b.Records)
+			got <- call{host, recs}
 			return nil
 		}
 	})
 	c := tc.client(t, tc.enroll(t, "h1"))
-	resp, err := c.SendFlows(context.Background(), &agentapi.FlowBatch{Dropped: 7, Records: []*agentapi.FlowRecord{
-		{SrcIp: []byte{10, 0, 0, 1}, DstIp: []byte{10, 0, 0, 2}, Protocol: 6, SrcPort: 40000, DstPort: 443, RuleId: 100, Verdict: agentapi.Verdict_VERDICT_ALLOW},
-	}})
-	if err != nil || resp.Accepted != 1 || <-got != 1 {
+	ctx := context.Background()
+	start := time.Now()
+	sent := flow.Record{ID: "h1/1/2a", Kind: flow.KindUpdate, Host: "spoofed",
+		Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), Proto: 6, SrcPort: 40000, DstPort: 443,
+		SrcWorkload: "web", SrcBytes: 10, SrcPackets: 1, Start: start, Seen: start, RuleID: 100, Verdict: flow.Allow}
+	bad := agentapi.NewFlowRecord(&sent)
+	bad.SrcIp = []byte{1, 2, 3}
+	batch := agentapi.NewFlowBatch([]flow.Record{sent}, 7)
+	batch.Records = append(batch.Records, bad)
+
+	// The store fails: the agent is told to retry, and nothing is counted.
+	fail.Store(true)
+	if _, err := c.SendFlows(ctx, batch); status.Code(err) != codes.Unavailable {
+		t.Errorf("SendFlows with a failing store: %v, want Unavailable", err)
+	}
+	if n, dropped, _ := tc.cp.FlowCounts(); n != 0 || dropped != 0 {
+		t.Errorf("flow counts after a failure: %d, %d", n, dropped)
+	}
+	fail.Store(false)
+
+	resp, err := c.SendFlows(ctx, batch)
+	if err != nil || resp.Accepted != 1 {
 		t.Fatalf("SendFlows: %v, %v", resp, err)
 	}
-	if n, dropped := tc.cp.FlowCounts(); n != 1 || dropped != 7 {
-		t.Errorf("flow counts %d, %d", n, dropped)
+	cl := <-got
+	// The host is the certificate's, whatever the record said; the
+	// malformed record is left out, not the batch.
+	want := sent
+	want.Host = "h1"
+	if cl.host != "h1" || len(cl.recs) != 1 || cl.recs[0].Host != "h1" || cl.recs[0].ID != want.ID ||
+		cl.recs[0].SrcWorkload != "web" || !cl.recs[0].Start.Equal(start) || cl.recs[0].RuleID != 100 {
+		t.Errorf("sink got %s %+v, want h1 %+v", cl.host, cl.recs, want)
+	}
+	if n, dropped, malformed := tc.cp.FlowCounts(); n != 1 || dropped != 7 || malformed != 2 {
+		t.Errorf("flow counts %d, %d, %d; want 1 stored, 7 dropped, 2 malformed (one per attempt)", n, dropped, malformed)
 	}
 }
 

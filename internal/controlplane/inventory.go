@@ -37,7 +37,7 @@ func (cp *ControlPlane) reportWorkloads(ctx context.Context, host string, rep *a
 		return nil, err
 	}
 	plan := planInventory(host, old, rep.GetInterfaces(), cp.log.Warn)
-	resp := &agentapi.ReportWorkloadsResponse{Created: plan.created, Updated: plan.updated, Deleted: plan.deleted}
+	resp := &agentapi.ReportWorkloadsResponse{Created: plan.created, Updated: plan.updated, Deleted: plan.deleted, Workloads: plan.bound}
 	if len(plan.upserts) == 0 && len(plan.deletes) == 0 {
 		return resp, nil
 	}
@@ -72,6 +72,8 @@ type inventoryPlan struct {
 	upserts                   []*policy.Workload
 	deletes                   []string
 	created, updated, deleted []string
+	// bound names the workload of each reported interface that has one.
+	bound map[string]string
 }
 
 // planInventory computes the inventory changes of one host's report.
@@ -100,7 +102,7 @@ func planInventory(host string, old []*policy.Workload, ifaces []*agentapi.Inter
 		}
 	}
 
-	var plan inventoryPlan
+	plan := inventoryPlan{bound: map[string]string{}}
 	claimed := map[string]bool{} // workload names bound by this report
 	present := map[string]bool{} // interface names in the report
 	ifaces = slices.Clone(ifaces)
@@ -147,6 +149,7 @@ func planInventory(host string, old []*policy.Workload, ifaces []*agentapi.Inter
 			continue
 		}
 		claimed[next.Metadata.Name] = true
+		plan.bound[ifc.GetName()] = next.Metadata.Name
 		switch {
 		case w == nil:
 			plan.upserts = append(plan.upserts, next)

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net"
 	"time"
 
@@ -246,20 +247,34 @@ func (s *service) Ack(ctx context.Context, req *agentapi.AckRequest) (*agentapi.
 
 func (s *service) SendFlows(ctx context.Context, req *agentapi.FlowBatch) (*agentapi.SendFlowsResponse, error) {
 	host := hostOf(ctx)
-	s.cp.flowRecords.Add(uint64(len(req.Records)))
-	s.cp.flowDropped.Add(req.Dropped)
-	if req.Dropped > 0 {
-		s.cp.log.Warn("agent dropped flow records", "host", host, "dropped", req.Dropped)
+	recs, bad, err := req.FlowRecords(host)
+	if bad > 0 {
+		// A record that cannot be converted never will be: storing the
+		// rest and acknowledging the batch keeps the agent from resending
+		// it forever. A broken agent sends them in every batch, so the
+		// log says it at 1, 2, 4, ... of them.
+		n := s.cp.flowMalformed.Add(uint64(bad))
+		if before := n - uint64(bad); bits.Len64(n) != bits.Len64(before) {
+			s.cp.log.Warn("malformed flow records skipped", "host", host, "skipped", bad, "total", n, "err", err)
+		}
 	}
-	if err := s.cp.flows(ctx, host, req); err != nil {
-		s.cp.log.Error("store flow records", "host", host, "records", len(req.Records), "err", err)
+	if err := s.cp.flows(ctx, host, recs); err != nil {
+		s.cp.log.Error("store flow records", "host", host, "records", len(recs), "err", err)
 		return nil, status.Error(codes.Unavailable, "cannot store flow records now; retry")
 	}
-	return &agentapi.SendFlowsResponse{Accepted: uint32(len(req.Records))}, nil
+	// Counted once stored: a batch the store refused counts when the
+	// agent sends it again.
+	s.cp.flowRecords.Add(uint64(len(recs)))
+	s.cp.flowDropped.Add(req.Dropped)
+	if req.Dropped > 0 {
+		s.cp.log.Warn("agent dropped flow records: its buffer was full", "host", host, "dropped", req.Dropped)
+	}
+	return &agentapi.SendFlowsResponse{Accepted: uint32(len(recs))}, nil
 }
 
-// FlowCounts returns how many flow records agents sent since start, and
-// how many they said they had to drop.
-func (cp *ControlPlane) FlowCounts() (records, dropped uint64) {
-	return cp.flowRecords.Load(), cp.flowDropped.Load()
+// FlowCounts returns how many flow records agents delivered since start,
+// how many they said they had to drop, and how many were malformed and
+// skipped.
+func (cp *ControlPlane) FlowCounts() (records, dropped, malformed uint64) {
+	return cp.flowRecords.Load(), cp.flowDropped.Load(), cp.flowMalformed.Load()
 }
