@@ -35,7 +35,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/ports
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/policy
 
-demo: build
+# The lab: a data center in network namespaces with a manager, agents and
+# traffic (root). Checks for root before it builds; see scripts/demo.sh.
+demo:
+	@scripts/demo.sh preflight demo
+	@$(MAKE) --no-print-directory build
 	@scripts/demo.sh up
 
 demo-down:

@@ -1,57 +1,111 @@
 #!/usr/bin/env bash
-# Starts a manager on its embedded store with the example policy, until the
-# lab (bulkhead lab up) takes over this script's job.
+# make demo / make demo-down: the lab (bulkhead lab up) with the shop
+# scenario, until flow records arrive; then what to try next.
+#
+#   scripts/demo.sh preflight   checks what the demo needs, before building
+#   scripts/demo.sh up          builds the lab (bin/bulkhead must exist)
+#   scripts/demo.sh down        removes it
+#
+# The lab lives in $BULKHEAD_LAB_DIR (default /var/lib/bulkhead-lab), the
+# directory every 'bulkhead lab' command uses by default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=bin/bulkhead
-DIR=${BULKHEAD_DEMO_DIR:-$PWD/.demo}
-LISTEN=${BULKHEAD_DEMO_LISTEN:-127.0.0.1:8443}
-PIDFILE=$DIR/manager.pid
+DIR=${BULKHEAD_LAB_DIR:-/var/lib/bulkhead-lab}
+export BULKHEAD_LAB_DIR=$DIR
+
+need_root() {
+  if [ "$(id -u)" != 0 ]; then
+    cat >&2 <<MSG
+make $1 needs root: the lab creates network namespaces, veth pairs and
+nftables tables. Run it as root, for example:
+
+  sudo make $1
+
+(Go must be on root's PATH; the Makefile adds /usr/local/go/bin.)
+MSG
+    exit 1
+  fi
+}
+
+preflight() {
+  need_root "$1"
+  if [ "$(uname -s)" != Linux ]; then
+    echo "make $1 needs Linux (network namespaces and nftables)" >&2
+    exit 1
+  fi
+  local missing=()
+  for tool in ip nft; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "make $1 needs: ${missing[*]} (packages iproute2 and nftables)" >&2
+    exit 1
+  fi
+}
+
+# The demo before the lab ran a bare manager from .demo; stop it if it
+# still runs, so that it does not hold the lab's port.
+stop_old_demo() {
+  local pidfile=.demo/manager.pid
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    kill "$(cat "$pidfile")" && echo "stopped the old demo manager (.demo)"
+  fi
+  rm -f "$pidfile"
+}
 
 down() {
-  if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-    kill "$(cat "$PIDFILE")"
-    echo "manager stopped"
+  need_root demo-down
+  stop_old_demo
+  "$BIN" lab down --dir "$DIR"
+}
+
+up() {
+  preflight demo
+  stop_old_demo
+  "$BIN" lab up --dir "$DIR"
+  echo
+  echo "Waiting for flow records between the workloads (at most 2 minutes)..."
+  if ! "$BIN" lab wait --dir "$DIR" --pairs 10 --timeout 2m; then
+    cat >&2 <<MSG
+
+The lab runs, but its agents have not reported flows yet. Look at:
+  $BIN lab status
+  $DIR/agents/*.log   $DIR/manager.log
+Remove the lab with: make demo-down
+MSG
+    exit 1
   fi
-  rm -f "$PIDFILE"
+  eval "$("$BIN" lab env --dir "$DIR")"
+  local envflag=""
+  [ "$DIR" = /var/lib/bulkhead-lab ] || envflag=" --dir $DIR"
+  cat <<MSG
+
+The Bulkhead lab is up, and flows are flowing.
+
+  Console:      $BULKHEAD_SERVER/
+                (the manager's HTTPS address; the web console comes with a later
+                issue, until then it serves the REST API under /api/v1)
+  Admin token:  $BULKHEAD_TOKEN_FILE
+  CA:           $BULKHEAD_CA
+
+Point the CLI at the lab's manager (as root):
+
+  eval "\$($BIN lab env$envflag)"
+
+Then try:
+
+  $BIN flows --to db1 --since 5m          # who talks to the database, which rule decided
+  $BIN apply -f examples/lab-shop-policy.yaml -m "zero trust for the shop"
+  $BIN lab exec attacker -- nc -zv -w 2 10.77.3.10 5432    # db1: dropped once the policy is in
+
+More in README.md ("A five-minute tour"). Remove the lab with: make demo-down
+MSG
 }
 
 case "${1:-up}" in
-down) down; exit 0 ;;
-up) ;;
-*) echo "usage: $0 up|down" >&2; exit 2 ;;
+preflight) preflight "${2:-demo}" ;;
+up) up ;;
+down) down ;;
+*) echo "usage: $0 preflight|up|down" >&2; exit 2 ;;
 esac
-
-down >/dev/null
-mkdir -p "$DIR/manager"
-"$BIN" manager --data-dir "$DIR/manager" --listen "$LISTEN" >"$DIR/manager.log" 2>&1 &
-echo $! >"$PIDFILE"
-for _ in $(seq 1 50); do
-  curl -fsS --cacert "$DIR/manager/ca.crt" "https://$LISTEN/healthz" >/dev/null 2>&1 && break
-  sleep 0.2
-done
-if ! curl -fsS --cacert "$DIR/manager/ca.crt" "https://$LISTEN/healthz" >/dev/null 2>&1; then
-  echo "the manager did not start; its log:" >&2
-  cat "$DIR/manager.log" >&2
-  exit 1
-fi
-export BULKHEAD_SERVER=https://$LISTEN BULKHEAD_TOKEN_FILE=$DIR/manager/admin.token BULKHEAD_CA=$DIR/manager/ca.crt
-"$BIN" apply -f examples/shop.yaml -m "demo: example shop policy"
-
-cat <<MSG
-
-Bulkhead manager is running (pid $(cat "$PIDFILE"), log $DIR/manager.log).
-  API:          https://$LISTEN/api/v1  (OpenAPI: /api/v1/openapi.json)
-  admin token:  $DIR/manager/admin.token
-  CA:           $DIR/manager/ca.crt
-
-Point the CLI at it:
-  export BULKHEAD_SERVER=https://$LISTEN BULKHEAD_TOKEN_FILE=$DIR/manager/admin.token BULKHEAD_CA=$DIR/manager/ca.crt
-
-Then try:
-  $BIN get policies
-  $BIN eval --from 10.10.1.10 --to 10.10.3.10 --proto tcp --port 5432
-  $BIN eval --from 10.10.1.10 --to 10.10.2.10 --port 8080 --app APP_TLS --tls-version 1.3
-
-Stop it with: make demo-down
-MSG

@@ -45,8 +45,8 @@ DIR is --dir, else $` + lab.DirEnv + `, else ` + lab.DefaultDir + `.`,
 		}
 		return lab.DefaultDirFromEnv()
 	}
-	load := func() (*lab.State, error) {
-		if err := lab.CheckRoot("commands"); err != nil {
+	load := func(cmd *cobra.Command) (*lab.State, error) {
+		if err := lab.CheckRoot(cmd.Name()); err != nil {
 			return nil, err
 		}
 		return lab.LoadState(labDir())
@@ -149,7 +149,7 @@ tables), and remove the lab's files. When DIR holds no state (a crash before
 	return cmd
 }
 
-func newLabStatusCmd(g *globals, load func() (*lab.State, error)) *cobra.Command {
+func newLabStatusCmd(g *globals, load func(*cobra.Command) (*lab.State, error)) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
 		Short: "Show the lab's hosts, workloads (IPs, tags, applications) and processes",
@@ -158,7 +158,7 @@ func newLabStatusCmd(g *globals, load func() (*lab.State, error)) *cobra.Command
 			if err := g.checkOutput(); err != nil {
 				return err
 			}
-			st, err := load()
+			st, err := load(cmd)
 			if err != nil {
 				return err
 			}
@@ -199,9 +199,6 @@ func printLabStatus(g *globals, s lab.Status) error {
 	fmt.Fprintln(tw, "HOST\tNAMESPACE\tAGENT\tCONNECTED\tIN-SYNC\tREALIZED\tERROR")
 	for _, h := range s.Hosts {
 		agent := fmt.Sprintf("%d %s", h.AgentPID, run(h.AgentRunning))
-		if h.DryRun {
-			agent += " (dry run)"
-		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", h.Name, h.NetNS, agent, yesNo(h.Connected), yesNo(h.InSync), h.RealizedRevision, dash(h.LastError))
 	}
 	if err := tw.Flush(); err != nil {
@@ -244,7 +241,7 @@ func tagList(tags map[string]string) string {
 	return strings.Join(keys, ",")
 }
 
-func newLabExecCmd(load func() (*lab.State, error)) *cobra.Command {
+func newLabExecCmd(load func(*cobra.Command) (*lab.State, error)) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "exec WORKLOAD|HOST [--] COMMAND [ARG...]",
 		Short: "Run a command inside a workload's (or a host's) network namespace",
@@ -257,7 +254,7 @@ the agent's nftables table is). The exit status is the command's.`,
   bulkhead lab exec hv2 -- nft list table inet bulkhead`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := load()
+			st, err := load(cmd)
 			if err != nil {
 				return err
 			}
@@ -297,14 +294,14 @@ the agent's nftables table is). The exit status is the command's.`,
 	return cmd
 }
 
-func newLabEnvCmd(g *globals, load func() (*lab.State, error)) *cobra.Command {
+func newLabEnvCmd(g *globals, load func(*cobra.Command) (*lab.State, error)) *cobra.Command {
 	return &cobra.Command{
 		Use:     "env",
 		Short:   "Print the exports that point the CLI at the lab's manager",
 		Example: `  eval "$(bulkhead lab env)"`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := load()
+			st, err := load(cmd)
 			if err != nil {
 				return err
 			}
@@ -326,7 +323,7 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-func newLabWaitCmd(g *globals, load func() (*lab.State, error)) *cobra.Command {
+func newLabWaitCmd(g *globals, load func(*cobra.Command) (*lab.State, error)) *cobra.Command {
 	var pairs int
 	var timeout time.Duration
 	cmd := &cobra.Command{
@@ -334,7 +331,7 @@ func newLabWaitCmd(g *globals, load func() (*lab.State, error)) *cobra.Command {
 		Short: "Wait until the manager has flow records between N workload pairs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := load()
+			st, err := load(cmd)
 			if err != nil {
 				return err
 			}
