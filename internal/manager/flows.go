@@ -56,6 +56,13 @@ func (s *Server) IngestFlows(ctx context.Context, host string, recs []flow.Recor
 		return fmt.Errorf("manager: ingest flows from %s: flow store not open", host)
 	}
 	prefix := host + "/"
+	// An agent only knows its own workloads; the inventory names the other
+	// end, so a cross-host flow is found by either workload's name.
+	ev, _, err := s.evals.get(ctx, 0)
+	if err != nil {
+		s.log.Warn("flows: no inventory to name workloads", "host", host, "err", err)
+		ev = nil
+	}
 	for i := range recs {
 		r := &recs[i]
 		if r.Host != host {
@@ -63,6 +70,15 @@ func (s *Server) IngestFlows(ctx context.Context, host string, recs []flow.Recor
 		}
 		if !strings.HasPrefix(r.ID, prefix) {
 			r.ID = prefix + r.ID
+		}
+		if ev == nil {
+			continue
+		}
+		if r.SrcWorkload == "" {
+			r.SrcWorkload, _ = ev.WorkloadOf(r.Src)
+		}
+		if r.DstWorkload == "" {
+			r.DstWorkload, _ = ev.WorkloadOf(r.Dst)
 		}
 	}
 	if err := s.flows.Ingest(ctx, recs); err != nil {
