@@ -10,7 +10,7 @@ import (
 func suggest(s string, candidates []string) string {
 	best, bestDist := "", -1
 	for _, c := range candidates {
-		d := editDistance(strings.ToLower(s), strings.ToLower(c))
+		d := EditDistance(strings.ToLower(s), strings.ToLower(c))
 		if bestDist < 0 || d < bestDist {
 			best, bestDist = c, d
 		}
@@ -23,8 +23,9 @@ func suggest(s string, candidates []string) string {
 	return fmt.Sprintf("; did you mean %q?", best)
 }
 
-// editDistance is the Levenshtein distance between a and b, counted in bytes.
-func editDistance(a, b string) int {
+// EditDistance is the Levenshtein distance between a and b, counted in bytes;
+// it ranks "did you mean" suggestions wherever a name is looked up.
+func EditDistance(a, b string) int {
 	if len(a) > 256 || len(b) > 256 {
 		return max(len(a), len(b)) // not a typo, and not worth the time
 	}
