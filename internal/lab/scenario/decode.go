@@ -247,7 +247,6 @@ func closest(s string, known []string) string {
 	return best
 }
 
-
 // position finds where path ("workloads[2].apps[0].https.port",
 // `tags["app"]`) was written, or its nearest written parent.
 func (s *Scenario) position(path string) (line, col int) {
