@@ -236,7 +236,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	}
-	a.follow(ctx, client)
+	a.follow(ctx, client, conn.ResetConnectBackoff)
 	return nil
 }
 

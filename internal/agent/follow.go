@@ -42,9 +42,15 @@ func (inv *inventory) get() ([]*agentapi.Interface, uint64) {
 
 // follow keeps a session with the manager open, reconnecting with backoff,
 // until ctx is done.
-func (a *Agent) follow(ctx context.Context, client agentapi.AgentClient) {
+func (a *Agent) follow(ctx context.Context, client agentapi.AgentClient, resetConnect func()) {
 	bo := newBackoff(a.cfg.BackoffMin, a.cfg.BackoffMax)
 	for {
+		// The agent's backoff alone paces reconnection: without this the
+		// channel's own backoff stacks on top of it and a manager back from
+		// an outage could wait up to twice BackoffMax for its agents.
+		if resetConnect != nil {
+			resetConnect()
+		}
 		healthy, err := a.session(ctx, client)
 		if ctx.Err() != nil {
 			return
