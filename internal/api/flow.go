@@ -33,6 +33,9 @@ type Flow struct {
 
 	RuleID  uint32 `json:"ruleId"`
 	Verdict string `json:"verdict"`
+	// StagedRuleID is the staged rule that would have decided this flow
+	// had staged rules been enforced (0: none, or the same as RuleID).
+	StagedRuleID uint32 `json:"stagedRuleId,omitempty"`
 }
 
 // FlowQuery parameters of GET /api/v1/flows.
@@ -43,6 +46,7 @@ const (
 	FlowVerdict = "verdict" // allow, drop, reject
 	FlowKind    = "kind"    // update, end, drop
 	FlowRule    = "rule"    // rule id
+	FlowStaged  = "staged"  // staged rule id
 	FlowHost    = "host"
 	// FlowSince and FlowUntil take an RFC 3339 time or a duration back
 	// from now ("10m").

@@ -14,6 +14,7 @@ type FlowQuery struct {
 	Verdict  string
 	Kind     string
 	Rule     uint32
+	Staged   uint32 // staged rule id
 	Host     string
 	Since    string // RFC 3339 or a duration back from now
 	Until    string
@@ -39,6 +40,9 @@ func (q FlowQuery) values() url.Values {
 	set(api.FlowProto, q.Proto)
 	if q.Rule != 0 {
 		v.Set(api.FlowRule, strconv.FormatUint(uint64(q.Rule), 10))
+	}
+	if q.Staged != 0 {
+		v.Set(api.FlowStaged, strconv.FormatUint(uint64(q.Staged), 10))
 	}
 	if q.Port != 0 {
 		v.Set(api.FlowPort, strconv.Itoa(int(q.Port)))

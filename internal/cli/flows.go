@@ -15,7 +15,7 @@ import (
 
 func newFlowsCmd(g *globals) *cobra.Command {
 	var q apiclient.FlowQuery
-	var rule, port uint
+	var rule, port, staged uint
 	cmd := &cobra.Command{
 		Use:   "flows",
 		Short: "List flow records: who talked to whom, how much, and which rule decided",
@@ -38,7 +38,10 @@ seconds. --from and --to take a workload name, an IP address or a CIDR.`,
 			if port > 65535 {
 				return fmt.Errorf("--port %d: want 1-65535", port)
 			}
-			q.Rule, q.Port = uint32(rule), uint16(port)
+			if staged > 1<<32-1 {
+				return fmt.Errorf("--staged-rule %d: not a rule id", staged)
+			}
+			q.Rule, q.Port, q.Staged = uint32(rule), uint16(port), uint32(staged)
 			c, err := g.client()
 			if err != nil {
 				return err
@@ -54,11 +57,11 @@ seconds. --from and --to take a workload name, an IP address or a CIDR.`,
 			fmt.Fprintln(tw, "TIME\tSOURCE\tDESTINATION\tPROTO\tVERDICT\tRULE\tSENT\tRECEIVED\tDURATION")
 			for i := range flows {
 				f := &flows[i]
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n",
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 					f.Seen.Local().Format(time.DateTime),
 					endpoint(f.SrcWorkload, f.Src, f.SrcPort, f.Kind == "drop" && f.SrcPort == 0),
 					endpoint(f.DstWorkload, f.Dst, f.DstPort, false),
-					protoColumn(f), f.Verdict, f.RuleID,
+					protoColumn(f), f.Verdict, ruleColumn(f),
 					traffic(f.SrcBytes, f.SrcPackets), traffic(f.DstBytes, f.DstPackets),
 					duration(f))
 			}
@@ -71,6 +74,7 @@ seconds. --from and --to take a workload name, an IP address or a CIDR.`,
 	fl.StringVar(&q.Verdict, "verdict", "", "allow, drop or reject")
 	fl.StringVar(&q.Kind, "kind", "", "update (open connections), end (closed) or drop (denied attempts)")
 	fl.UintVar(&rule, "rule", 0, "only flows decided by this rule id")
+	fl.UintVar(&staged, "staged-rule", 0, "only flows this staged rule would have decided (what it would change if enforced)")
 	fl.StringVar(&q.Host, "host", "", "only flows reported by this host")
 	fl.StringVar(&q.Since, "since", "", "only flows seen after this time (RFC 3339) or this long ago (10m, 24h)")
 	fl.StringVar(&q.Until, "until", "", "only flows started before this time (RFC 3339) or this long ago")
@@ -146,4 +150,13 @@ func roundDuration(d time.Duration) string {
 		return d.Round(100 * time.Millisecond).String()
 	}
 	return d.Round(time.Second).String()
+}
+
+// ruleColumn is the deciding rule, and the staged rule that would decide
+// instead ("12 (staged 40)").
+func ruleColumn(f *api.Flow) string {
+	if f.StagedRuleID != 0 {
+		return fmt.Sprintf("%d (staged %d)", f.RuleID, f.StagedRuleID)
+	}
+	return strconv.FormatUint(uint64(f.RuleID), 10)
 }

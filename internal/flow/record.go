@@ -123,6 +123,11 @@ type Record struct {
 
 	RuleID  uint32
 	Verdict Verdict
+	// StagedRuleID is the rule that would decide the flow if staged rules
+	// were enforced, when that differs from RuleID; 0 otherwise. Staged
+	// rules are not in the kernel: the manager fills this from the
+	// evaluator at ingest, which is how staged rules are counted.
+	StagedRuleID uint32
 }
 
 // IsICMP reports whether the record's protocol is ICMP or ICMPv6.

@@ -39,6 +39,8 @@ type Filter struct {
 	Kind     flow.Kind
 	Verdict  flow.Verdict
 	RuleID   uint32
+	// StagedRuleID selects flows a staged rule would have decided.
+	StagedRuleID uint32
 	// Since and Until select flows active at some time between them:
 	// last seen at or after Since, started before Until.
 	Since, Until time.Time

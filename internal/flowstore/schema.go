@@ -39,4 +39,6 @@ CREATE TABLE flows (
 CREATE UNIQUE INDEX flows_id ON flows(start_ns, fid);
 CREATE INDEX flows_seen ON flows(seen_ns);
 `,
+	// 2: the staged rule that would have decided the flow.
+	`ALTER TABLE flows ADD COLUMN staged_rule INTEGER NOT NULL DEFAULT 0;`,
 }

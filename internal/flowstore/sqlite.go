@@ -186,13 +186,13 @@ func (s *SQLite) Close() error {
 func (s *SQLite) Skipped() uint64 { return s.skipped.Load() }
 
 const columns = "fid, kind, host, src, dst, proto, src_port, dst_port, icmp_type, icmp_code, src_wl, dst_wl, " +
-	"src_bytes, src_pkts, dst_bytes, dst_pkts, start_ns, end_ns, seen_ns, rule_id, verdict"
+	"src_bytes, src_pkts, dst_bytes, dst_pkts, start_ns, end_ns, seen_ns, rule_id, verdict, staged_rule"
 
 // upsertSQL merges a record into its flow's row. Every SET expression sees
 // the row as it was, and each is idempotent (max, or a choice by seen_ns),
 // so ingesting a record twice is the same as once.
 const upsertSQL = `INSERT INTO flows (` + columns + `)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (start_ns, fid) DO UPDATE SET
 	kind      = max(kind, excluded.kind),
 	src_wl    = CASE WHEN excluded.src_wl <> '' THEN excluded.src_wl ELSE src_wl END,
@@ -204,7 +204,8 @@ ON CONFLICT (start_ns, fid) DO UPDATE SET
 	end_ns    = max(end_ns, excluded.end_ns),
 	seen_ns   = max(seen_ns, excluded.seen_ns),
 	rule_id   = CASE WHEN excluded.seen_ns > seen_ns THEN excluded.rule_id ELSE rule_id END,
-	verdict   = CASE WHEN excluded.seen_ns > seen_ns THEN excluded.verdict ELSE verdict END`
+	verdict   = CASE WHEN excluded.seen_ns > seen_ns THEN excluded.verdict ELSE verdict END,
+	staged_rule = CASE WHEN excluded.seen_ns > seen_ns THEN excluded.staged_rule ELSE staged_rule END`
 
 // appendArgs appends a record's parameters in column order.
 func appendArgs(args []any, r *flow.Record) []any {
@@ -213,7 +214,7 @@ func appendArgs(args []any, r *flow.Record) []any {
 		int64(r.Proto), int64(r.SrcPort), int64(r.DstPort), int64(r.ICMPType), int64(r.ICMPCode),
 		r.SrcWorkload, r.DstWorkload,
 		int64(r.SrcBytes), int64(r.SrcPackets), int64(r.DstBytes), int64(r.DstPackets),
-		nanos(r.Start), nanos(r.End), nanos(r.Seen), int64(r.RuleID), int64(r.Verdict))
+		nanos(r.Start), nanos(r.End), nanos(r.Seen), int64(r.RuleID), int64(r.Verdict), int64(r.StagedRuleID))
 }
 
 // addrKey is an address as stored: 16 bytes, IPv4 mapped into IPv6, so
@@ -338,6 +339,10 @@ func (s *SQLite) Query(ctx context.Context, f Filter) ([]flow.Record, error) {
 		where = append(where, "verdict = ?")
 		args = append(args, int64(f.Verdict))
 	}
+	if f.StagedRuleID != 0 {
+		where = append(where, "staged_rule = ?")
+		args = append(args, int64(f.StagedRuleID))
+	}
 	if f.RuleID != 0 {
 		where = append(where, "rule_id = ?")
 		args = append(args, int64(f.RuleID))
@@ -375,10 +380,11 @@ func (s *SQLite) Query(ctx context.Context, f Filter) ([]flow.Record, error) {
 			r                                            flow.Record
 			kind, proto, sport, dport, itype, icode      int64
 			sb, sp, db, dp, start, end, seen, rule, verd int64
+			staged                                       int64
 			src, dst                                     []byte
 		)
 		if err := rows.Scan(&r.ID, &kind, &r.Host, &src, &dst, &proto, &sport, &dport, &itype, &icode, &r.SrcWorkload, &r.DstWorkload,
-			&sb, &sp, &db, &dp, &start, &end, &seen, &rule, &verd); err != nil {
+			&sb, &sp, &db, &dp, &start, &end, &seen, &rule, &verd, &staged); err != nil {
 			return nil, fmt.Errorf("flowstore: query: %w", err)
 		}
 		r.Kind, r.Verdict = flow.Kind(kind), flow.Verdict(verd)
@@ -386,7 +392,7 @@ func (s *SQLite) Query(ctx context.Context, f Filter) ([]flow.Record, error) {
 		r.Proto, r.SrcPort, r.DstPort, r.ICMPType, r.ICMPCode = uint8(proto), uint16(sport), uint16(dport), uint8(itype), uint8(icode)
 		r.SrcBytes, r.SrcPackets, r.DstBytes, r.DstPackets = uint64(sb), uint64(sp), uint64(db), uint64(dp)
 		r.Start, r.End, r.Seen = fromNanos(start), fromNanos(end), fromNanos(seen)
-		r.RuleID = uint32(rule)
+		r.RuleID, r.StagedRuleID = uint32(rule), uint32(staged)
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/bulkhead/bulkhead/internal/api"
+	"github.com/bulkhead/bulkhead/internal/eval"
 	"github.com/bulkhead/bulkhead/internal/flow"
 	"github.com/bulkhead/bulkhead/internal/flowstore"
+	"github.com/bulkhead/bulkhead/internal/policy"
 )
 
 // Flow retention: a week, and at most 50M records (about 10 GB of SQLite).
@@ -80,6 +82,7 @@ func (s *Server) IngestFlows(ctx context.Context, host string, recs []flow.Recor
 		if r.DstWorkload == "" {
 			r.DstWorkload, _ = ev.WorkloadOf(r.Dst)
 		}
+		r.StagedRuleID = stagedRule(ev, r)
 	}
 	if err := s.flows.Ingest(ctx, recs); err != nil {
 		return fmt.Errorf("manager: ingest %d flows from %s: %w", len(recs), host, err)
@@ -140,6 +143,13 @@ func flowFilter(r *http.Request, now time.Time) (flowstore.Filter, error) {
 		}
 		f.RuleID = uint32(n)
 	}
+	if v := q.Get(api.FlowStaged); v != "" {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || n == 0 {
+			return f, fmt.Errorf("%s %q: want a rule id", api.FlowStaged, v)
+		}
+		f.StagedRuleID = uint32(n)
+	}
 	if v := q.Get(api.FlowPort); v != "" {
 		n, err := strconv.ParseUint(v, 10, 16)
 		if err != nil || n == 0 {
@@ -179,7 +189,7 @@ func apiFlow(r *flow.Record) api.Flow {
 		SrcWorkload: r.SrcWorkload, DstWorkload: r.DstWorkload,
 		SrcBytes: r.SrcBytes, SrcPackets: r.SrcPackets, DstBytes: r.DstBytes, DstPackets: r.DstPackets,
 		Start: r.Start, Seen: r.Seen,
-		RuleID: r.RuleID, Verdict: r.Verdict.String(),
+		RuleID: r.RuleID, Verdict: r.Verdict.String(), StagedRuleID: r.StagedRuleID,
 	}
 	if r.IsICMP() {
 		t, c := r.ICMPType, r.ICMPCode
@@ -210,4 +220,25 @@ func (s *Server) handleFlows(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// stagedRule is the rule that would decide the record's flow if staged
+// rules were enforced, when that is not the rule that did: staged rules
+// are not in the kernel, so this is where they are counted. It uses the
+// latest revision, which may be newer than the one the flow met.
+func stagedRule(ev *eval.Evaluator, r *flow.Record) uint32 {
+	f := eval.Flow{Src: r.Src, Dst: r.Dst, Proto: r.Proto, Port: r.DstPort, ICMPType: -1, ICMPCode: -1}
+	if r.IsICMP() {
+		f.Port, f.ICMPType, f.ICMPCode = 0, int16(r.ICMPType), int16(r.ICMPCode)
+	}
+	var d eval.Decision
+	d.Points = make([]eval.Point, 0, 2)
+	ev.EvaluateInto(f, &d)
+	if d.StagedRuleID == 0 || d.StagedRuleID == d.RuleID {
+		return 0
+	}
+	if info, ok := ev.Rule(d.StagedRuleID); !ok || info.Mode != policy.ModeStaged {
+		return 0
+	}
+	return d.StagedRuleID
 }
