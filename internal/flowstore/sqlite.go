@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bulkhead/bulkhead/internal/flow"
+	"github.com/bulkhead/bulkhead/internal/store"
 
 	_ "modernc.org/sqlite" // registers driver "sqlite"
 )
@@ -112,7 +113,7 @@ func OpenSQLite(path string, opts ...Option) (*SQLite, error) {
 	if !strings.EqualFold(mode, "wal") {
 		return fail(fmt.Errorf("journal mode is %q, want wal", mode))
 	}
-	if err := migrate(ctx, w, migrations); err != nil {
+	if err := store.Migrate(ctx, w, migrations); err != nil {
 		return fail(err)
 	}
 	if s.upsert, err = w.PrepareContext(ctx, upsertSQL); err != nil {
@@ -134,39 +135,6 @@ func OpenSQLite(path string, opts ...Option) (*SQLite, error) {
 		go s.pruneLoop(o.retention, o.every)
 	}
 	return s, nil
-}
-
-// migrate brings the schema to len(steps) in one transaction, so a failed
-// step leaves the previous version intact.
-func migrate(ctx context.Context, db *sql.DB, steps []string) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	defer tx.Rollback()
-	var v int
-	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
-		return fmt.Errorf("migrate: read schema version: %w", err)
-	}
-	if v > len(steps) {
-		return fmt.Errorf("migrate: schema version %d is newer than this release knows (%d)", v, len(steps))
-	}
-	if v == len(steps) {
-		return nil
-	}
-	for i := v; i < len(steps); i++ {
-		if _, err := tx.ExecContext(ctx, steps[i]); err != nil {
-			return fmt.Errorf("migrate to schema %d: %w", i+1, err)
-		}
-	}
-	// PRAGMA takes no parameters; the value is an int we formatted.
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(steps))); err != nil {
-		return fmt.Errorf("migrate to schema %d: set version: %w", len(steps), err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migrate to schema %d: %w", len(steps), err)
-	}
-	return nil
 }
 
 // Close stops background pruning and closes the database.

@@ -162,7 +162,7 @@ func TestMigrateToHosts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := migrate(context.Background(), db, sqliteMigrations[:1]); err != nil {
+	if err := Migrate(context.Background(), db, sqliteMigrations[:1]); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()

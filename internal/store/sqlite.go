@@ -83,7 +83,7 @@ func OpenSQLite(path string, opts ...Option) (*SQLite, error) {
 		w.Close()
 		return nil, fmt.Errorf("store: open %s: journal mode is %q, want wal: %v", path, mode, err)
 	}
-	if err := migrate(ctx, w, sqliteMigrations); err != nil {
+	if err := Migrate(ctx, w, sqliteMigrations); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
@@ -107,9 +107,10 @@ func OpenSQLite(path string, opts ...Option) (*SQLite, error) {
 	return s, nil
 }
 
-// migrate brings the schema to len(steps) in one transaction, so a failed
-// step leaves the previous version intact.
-func migrate(ctx context.Context, db *sql.DB, steps []string) error {
+// Migrate brings a SQLite schema to len(steps) in one transaction, so a
+// failed step leaves the previous version intact; PRAGMA user_version counts
+// the steps a database has had. The flow store uses it too.
+func Migrate(ctx context.Context, db *sql.DB, steps []string) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)

@@ -825,24 +825,24 @@ func TestMigrateSteps(t *testing.T) {
 		}
 		return v
 	}
-	if err := migrate(ctx, db, steps[:1]); err != nil || version() != 1 {
+	if err := Migrate(ctx, db, steps[:1]); err != nil || version() != 1 {
 		t.Fatalf("migrate to 1: %v, version %d", err, version())
 	}
-	if err := migrate(ctx, db, steps[:2]); err != nil || version() != 2 {
+	if err := Migrate(ctx, db, steps[:2]); err != nil || version() != 2 {
 		t.Fatalf("migrate 1 -> 2: %v, version %d", err, version())
 	}
 	var y string
 	if err := db.QueryRow("SELECT y FROM a").Scan(&y); err != nil || y != "v2" {
 		t.Errorf("after step 2: y = %q, %v", y, err)
 	}
-	if err := migrate(ctx, db, steps[:2]); err != nil {
+	if err := Migrate(ctx, db, steps[:2]); err != nil {
 		t.Errorf("migrate when current: %v", err)
 	}
-	err = migrate(ctx, db, steps)
+	err = Migrate(ctx, db, steps)
 	if err == nil || !strings.Contains(err.Error(), "schema 3") || version() != 2 {
 		t.Errorf("broken step: %v, version %d; want an error naming schema 3 and version 2 kept", err, version())
 	}
-	if err := migrate(ctx, db, steps[:1]); err == nil || !strings.Contains(err.Error(), "newer") {
+	if err := Migrate(ctx, db, steps[:1]); err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Errorf("older release on a newer schema: %v, want a refusal", err)
 	}
 }
