@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -48,39 +45,8 @@ func (e *recordingEnforcer) Remove(ctx context.Context) error { return nil }
 // loopback port.
 func startManagerWithAgents(t *testing.T) *testManager {
 	t.Helper()
-	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(Config{DataDir: dir, Listen: ln.Addr().String(), AgentListen: "127.0.0.1:0"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		srv.Close()
-	})
-	admin, err := os.ReadFile(filepath.Join(dir, AdminTokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tm := &testManager{srv: srv, url: "https://" + ln.Addr().String(), dir: dir, tokens: map[string]string{api.RoleAdmin: strings.TrimSpace(string(admin))}}
-	for _, role := range []string{api.RoleOperator, api.RoleAuditor} {
-		secret, _, err := srv.store.CreateToken(context.Background(), role+"-user", role, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tm.tokens[role] = secret
-	}
-	waitHealthy(t, tm)
-	if srv.AgentAddr() == "" {
+	tm := startManagerWith(t, Config{AgentListen: "127.0.0.1:0"})
+	if tm.srv.AgentAddr() == "" {
 		t.Fatal("agent channel not listening")
 	}
 	return tm

@@ -29,13 +29,21 @@ type testManager struct {
 
 func startManager(t *testing.T) *testManager {
 	t.Helper()
+	return startManagerWith(t, Config{})
+}
+
+// startManagerWith is startManager with cfg's fields beyond the data dir
+// and API listener (e.g. AgentListen).
+func startManagerWith(t *testing.T, cfg Config) *testManager {
+	t.Helper()
 	dir := t.TempDir()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := New(Config{DataDir: dir, Listen: ln.Addr().String()}, log)
+	cfg.DataDir, cfg.Listen = dir, ln.Addr().String()
+	srv, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
