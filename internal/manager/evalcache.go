@@ -2,9 +2,6 @@ package manager
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"sync"
 
@@ -15,7 +12,7 @@ import (
 )
 
 // evalCache keeps the compiled evaluator of recently asked revisions, keyed
-// by revision and by a digest of the inventory, so repeated evaluations do
+// by revision and by the store's inventory version, so repeated evaluations do
 // not recompile.
 type evalCache struct {
 	st store.Store
@@ -26,7 +23,7 @@ type evalCache struct {
 
 type evalEntry struct {
 	rev  int64
-	inv  string
+	inv  int64 // store.InventoryVersion the entry was compiled with
 	eval *eval.Evaluator
 	set  *policy.Set // the revision's policy with the inventory it was compiled with
 	// span is built on first use: only the agent channel needs it.
@@ -75,17 +72,23 @@ func (c *evalCache) entry(ctx context.Context, n int64) (*evalEntry, error) {
 			n = revs[0].Number
 		}
 	}
-	wls, err := c.st.Workloads(ctx)
+	// The version is read before the workloads: a change between the two
+	// reads leaves an entry newer than its key, never older, and the next
+	// call sees the new version and recompiles.
+	inv, err := c.st.InventoryVersion(ctx)
 	if err != nil {
 		return nil, err
 	}
-	inv := inventoryDigest(wls)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range c.entries {
 		if e.rev == n && e.inv == inv {
 			return e, nil
 		}
+	}
+	wls, err := c.st.Workloads(ctx)
+	if err != nil {
+		return nil, err
 	}
 	rev, err := c.st.Revision(ctx, n)
 	if err != nil {
@@ -105,15 +108,4 @@ func (c *evalCache) entry(ctx context.Context, n int64) (*evalEntry, error) {
 		c.entries = c.entries[:evalCacheSize]
 	}
 	return e, nil
-}
-
-// inventoryDigest fingerprints the inventory so a cached evaluator is used
-// only with the workloads it was compiled for.
-func inventoryDigest(wls []*policy.Workload) string {
-	h := sha256.New()
-	enc := json.NewEncoder(h)
-	for _, w := range wls {
-		enc.Encode(w)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -337,6 +338,16 @@ func (s *SQLite) Commit(ctx context.Context, c Commit) (int64, error) {
 			return 0, fmt.Errorf("%s: upsert workload %q: %w", op, w.Metadata.Name, err)
 		}
 	}
+	if len(c.UpsertWorkloads)+len(c.DeleteWorkloads) > 0 {
+		// One number that moves with every inventory change, in the same
+		// transaction, so readers can cache what they derive from the
+		// inventory without reading it.
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO meta (key, value) VALUES (?, '1')
+			 ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)`, metaInventoryVersion); err != nil {
+			return 0, fmt.Errorf("%s: bump inventory version: %w", op, err)
+		}
+	}
 	for _, name := range c.DeleteWorkloads {
 		res, err := tx.ExecContext(ctx, "DELETE FROM workloads WHERE name = ?", name)
 		if err != nil {
@@ -646,4 +657,24 @@ func (s *SQLite) SetMeta(ctx context.Context, key, value string) error {
 		return fmt.Errorf("store: write meta %q: %w", key, err)
 	}
 	return nil
+}
+
+// metaInventoryVersion is the Meta key of the inventory version.
+const metaInventoryVersion = "inventory_version"
+
+// InventoryVersion is a number that changes with every commit that upserts
+// or deletes workloads; 0 before the first.
+func (s *SQLite) InventoryVersion(ctx context.Context) (int64, error) {
+	v, err := s.Meta(ctx, metaInventoryVersion)
+	if errors.Is(err, ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("store: inventory version %q: %w", v, err)
+	}
+	return n, nil
 }

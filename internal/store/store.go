@@ -154,6 +154,9 @@ type Store interface {
 
 	// Workloads lists the inventory, ordered by name.
 	Workloads(ctx context.Context) ([]*policy.Workload, error)
+	// InventoryVersion changes with every commit that upserts or deletes
+	// workloads: a cache of anything derived from the inventory keys on it.
+	InventoryVersion(ctx context.Context) (int64, error)
 	// Workload returns one workload; ErrNotFound if unknown.
 	Workload(ctx context.Context, name string) (*policy.Workload, error)
 
