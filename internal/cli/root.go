@@ -87,6 +87,13 @@ Which manager: --server/--token-file/--ca, else BULKHEAD_SERVER, BULKHEAD_TOKEN
 		newTokenCmd(g),
 		newAgentCmd(g),
 		newLabCmd(g),
+		newImportCmd(g),     // import.go: cmdb (import_cmdb.go), zeek (import_flows.go)
+		newSourceCmd(g),     // source.go: vCenter and other inventory sources
+		newMapCmd(g),        // analysis.go
+		newComplianceCmd(g), // analysis.go
+		newWhatIfCmd(g),     // analysis.go
+		newRecommendCmd(g),  // recommend.go
+		newDiscoverCmd(g),   // recommend.go
 	)
 	return root
 }

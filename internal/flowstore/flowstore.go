@@ -26,6 +26,10 @@ type Store interface {
 	Ingest(ctx context.Context, recs []flow.Record) error
 	// Query returns the records that pass f, the most recently seen first.
 	Query(ctx context.Context, f Filter) ([]flow.Record, error)
+	// Scan calls fn for every record f selects, without a limit, in no
+	// particular order: the analyses (map, recommendation, compliance) read
+	// a whole window through it. The record passed to fn is reused.
+	Scan(ctx context.Context, f Filter, fn func(*flow.Record) error) error
 	// Prune deletes what the retention no longer keeps and returns how
 	// many records it deleted.
 	Prune(ctx context.Context, r Retention) (int64, error)

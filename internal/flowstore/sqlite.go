@@ -289,6 +289,28 @@ func (s *SQLite) Query(ctx context.Context, f Filter) ([]flow.Record, error) {
 		f.Limit = DefaultLimit
 	}
 	f.Limit = min(f.Limit, MaxLimit)
+	where, args := filterWhere(f)
+	q := "SELECT " + columns + " FROM flows" + where + " ORDER BY seen_ns DESC LIMIT ?"
+	args = append(args, f.Limit)
+	var out []flow.Record
+	err := s.each(ctx, q, args, func(r *flow.Record) error {
+		out = append(out, *r)
+		return nil
+	})
+	return out, err
+}
+
+// Scan calls fn for every record f selects, in no particular order and
+// without f's limit (which it ignores). The record is reused between calls:
+// fn copies what it keeps. An error from fn stops the scan and is returned.
+func (s *SQLite) Scan(ctx context.Context, f Filter, fn func(*flow.Record) error) error {
+	where, args := filterWhere(f)
+	return s.each(ctx, "SELECT "+columns+" FROM flows"+where, args, fn)
+}
+
+// filterWhere is f as a WHERE clause (with its leading space, or empty) and
+// its arguments. The limit is not part of it.
+func filterWhere(f Filter) (string, []any) {
 	var (
 		where []string
 		args  []any
@@ -331,29 +353,31 @@ func (s *SQLite) Query(ctx context.Context, f Filter) ([]flow.Record, error) {
 		where = append(where, "dst_port = ?")
 		args = append(args, int64(f.Port))
 	}
-	q := "SELECT " + columns + " FROM flows"
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
+	if len(where) == 0 {
+		return "", args
 	}
-	q += " ORDER BY seen_ns DESC LIMIT ?"
-	args = append(args, f.Limit)
+	return " WHERE " + strings.Join(where, " AND "), args
+}
+
+// each runs q and calls fn with every row as a record.
+func (s *SQLite) each(ctx context.Context, q string, args []any, fn func(*flow.Record) error) error {
 	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("flowstore: query: %w", err)
+		return fmt.Errorf("flowstore: query: %w", err)
 	}
 	defer rows.Close()
-	var out []flow.Record
+	var r flow.Record
 	for rows.Next() {
 		var (
-			r                                            flow.Record
 			kind, proto, sport, dport, itype, icode      int64
 			sb, sp, db, dp, start, end, seen, rule, verd int64
 			staged                                       int64
 			src, dst                                     []byte
 		)
+		r = flow.Record{}
 		if err := rows.Scan(&r.ID, &kind, &r.Host, &src, &dst, &proto, &sport, &dport, &itype, &icode, &r.SrcWorkload, &r.DstWorkload,
 			&sb, &sp, &db, &dp, &start, &end, &seen, &rule, &verd, &staged); err != nil {
-			return nil, fmt.Errorf("flowstore: query: %w", err)
+			return fmt.Errorf("flowstore: query: %w", err)
 		}
 		r.Kind, r.Verdict = flow.Kind(kind), flow.Verdict(verd)
 		r.Src, r.Dst = addrFromKey(src), addrFromKey(dst)
@@ -361,12 +385,14 @@ func (s *SQLite) Query(ctx context.Context, f Filter) ([]flow.Record, error) {
 		r.SrcBytes, r.SrcPackets, r.DstBytes, r.DstPackets = uint64(sb), uint64(sp), uint64(db), uint64(dp)
 		r.Start, r.End, r.Seen = fromNanos(start), fromNanos(end), fromNanos(seen)
 		r.RuleID, r.StagedRuleID = uint32(rule), uint32(staged)
-		out = append(out, r)
+		if err := fn(&r); err != nil {
+			return err
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("flowstore: query: %w", err)
+		return fmt.Errorf("flowstore: query: %w", err)
 	}
-	return out, nil
+	return nil
 }
 
 // pruneChunk bounds one delete transaction, so that ingest waits at most

@@ -285,3 +285,36 @@ func TestFileAndReopen(t *testing.T) {
 		t.Error("negative limit accepted")
 	}
 }
+
+// TestScanHasNoLimit: Scan reads every selected record, past Query's cap,
+// and stops at the callback's first error.
+func TestScanHasNoLimit(t *testing.T) {
+	s := openTest(t)
+	var recs []flow.Record
+	for i := range DefaultLimit + 50 {
+		recs = append(recs, conn(fmt.Sprintf("h1/%08x/1", i), "10.0.0.1", "10.0.0.2", uint16(1000+i%2), t0.Add(time.Duration(i)*time.Second)))
+	}
+	mustIngest(t, s, recs...)
+	var n, port1001 int
+	if err := s.Scan(context.Background(), Filter{Limit: 3}, func(r *flow.Record) error {
+		n++
+		if r.DstPort == 1001 {
+			port1001++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(recs) || port1001 != len(recs)/2 {
+		t.Fatalf("scan saw %d records (%d to port 1001), want %d (%d)", n, port1001, len(recs), len(recs)/2)
+	}
+	n = 0
+	if err := s.Scan(context.Background(), Filter{Port: 1001}, func(*flow.Record) error { n++; return nil }); err != nil || n != len(recs)/2 {
+		t.Fatalf("scan port 1001: %d records, err %v; want %d", n, err, len(recs)/2)
+	}
+	stop := fmt.Errorf("stop")
+	n = 0
+	if err := s.Scan(context.Background(), Filter{}, func(*flow.Record) error { n++; return stop }); err != stop || n != 1 {
+		t.Fatalf("scan stopped after %d records with %v, want 1 and %v", n, err, stop)
+	}
+}

@@ -27,6 +27,16 @@ type route struct {
 }
 
 func (s *Server) buildRoutes() []route {
+	rs := s.coreRoutes()
+	// Each capability keeps its routes next to its handlers.
+	rs = append(rs, s.inventoryRoutes()...)  // inventory.go: CMDB import, vCenter sources, facts
+	rs = append(rs, s.analysisRoutes()...)   // analysis.go: map, compliance, what-if
+	rs = append(rs, s.discoveryRoutes()...)  // discovery.go: recommendations, app discovery
+	rs = append(rs, s.flowImportRoutes()...) // flowimport.go: Zeek and other flow imports
+	return rs
+}
+
+func (s *Server) coreRoutes() []route {
 	p := api.Prefix
 	return []route{
 		{method: "GET", path: "/healthz", summary: "Liveness check", handle: s.handleHealth},

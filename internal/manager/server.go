@@ -37,6 +37,9 @@ type Config struct {
 	Hosts []string `json:"hosts,omitempty"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"logLevel,omitempty"`
+	// IPFIXListen is a UDP address where IPFIX / NetFlow v9 exporters send
+	// flow records; empty turns the collector off.
+	IPFIXListen string `json:"ipfixListen,omitempty"`
 }
 
 // Defaults returns the configuration used for fields left empty.
@@ -205,6 +208,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err != nil {
 		return err
 	}
+	// Background work of other capabilities stops with the agent channel.
+	if err := s.startFlowCollectors(agentCtx); err != nil { // flowimport.go
+		return err
+	}
+	s.startInventorySources(agentCtx) // inventory.go
 	s.log.Info("manager listening", "url", "https://"+ln.Addr().String(), "ca", filepath.Join(s.cfg.DataDir, "ca.crt"), "agents", s.AgentAddr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
