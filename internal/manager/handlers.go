@@ -124,21 +124,36 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) error {
 	if len(errs) > 0 {
 		return validationError(errs)
 	}
+	rev, changes, err := s.applyDocuments(r, docs, req.Summary, "apply", req.DryRun)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, api.ApplyResponse{Revision: rev, Changes: nonNil(changes), DryRun: req.DryRun})
+	return nil
+}
+
+// applyDocuments merges decoded documents into the latest revision,
+// validates the whole set and, unless dryRun, commits it as one revision
+// with one audit entry per changed object (action verb). It returns the
+// revision that holds the result (the latest one for a dry run or no
+// change) and the changes.
+func (s *Server) applyDocuments(r *http.Request, docs []policy.Document, summary, verb string, dryRun bool) (int64, []policy.Change, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	ctx := r.Context()
 	base, err := s.store.Latest(ctx)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	oldWls, err := s.store.Workloads(ctx)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	next := base.Set.Clone()
 	origin := map[policy.ObjectKey]policy.Source{}
 	newWls := workloadSet(oldWls)
 	var upserts []*policy.Workload
+	var errs policy.ErrorList
 	for _, d := range docs {
 		h := d.Object.GetHeader()
 		key := policy.ObjectKey{Kind: h.Kind, Name: h.Metadata.Name}
@@ -159,23 +174,21 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) error {
 		errs = next.Validate(origin)
 	}
 	if len(errs) > 0 {
-		return validationError(errs)
+		return 0, nil, validationError(errs)
 	}
-	c := &change{base: base, next: next, upserts: upserts, summary: req.Summary, auditVerb: "apply"}
+	c := &change{base: base, next: next, upserts: upserts, summary: summary, auditVerb: verb}
 	c.changes = append(policy.DiffSets(workloadSet(oldWls), newWls), policy.DiffSets(base.Set, next)...)
-	if req.Summary == "" {
-		c.summary = summarize("apply", c.changes)
+	if summary == "" {
+		c.summary = summarize(verb, c.changes)
 	}
-	if req.DryRun {
-		writeJSON(w, http.StatusOK, api.ApplyResponse{Revision: base.Number, Changes: nonNil(c.changes), DryRun: true})
-		return nil
+	if dryRun {
+		return base.Number, c.changes, nil
 	}
 	rev, err := s.commit(r, c)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
-	writeJSON(w, http.StatusOK, api.ApplyResponse{Revision: rev, Changes: nonNil(c.changes)})
-	return nil
+	return rev, c.changes, nil
 }
 
 func nonNil(c []policy.Change) []policy.Change {

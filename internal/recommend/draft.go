@@ -85,11 +85,11 @@ func membersKey(idx []int) string {
 
 func (r *recommender) newGroupFinder() *groupFinder {
 	f := &groupFinder{}
-	if r.in.Existing == nil {
+	if r.existing == nil {
 		return f
 	}
-	for _, name := range slices.Sorted(maps.Keys(r.in.Existing.Groups)) {
-		g := r.in.Existing.Groups[name]
+	for _, name := range slices.Sorted(maps.Keys(r.existing.Groups)) {
+		g := r.existing.Groups[name]
 		if g == nil || g.Spec.Match == "" || len(g.Spec.IPs)+len(g.Spec.Groups)+len(g.Spec.Users)+len(g.Spec.DirectoryGroups)+len(g.Spec.FQDNs) > 0 {
 			continue
 		}
@@ -98,7 +98,7 @@ func (r *recommender) newGroupFinder() *groupFinder {
 			continue
 		}
 		var idx []int
-		for i, w := range r.in.Inventory {
+		for i, w := range r.inventory {
 			if e.Eval(w.Spec.Tags) {
 				idx = append(idx, i)
 			}
@@ -127,8 +127,8 @@ func (r *recommender) unique(base string, kind policy.Kind) string {
 		if r.names[n] {
 			return true
 		}
-		if r.in.Existing != nil {
-			_, ok := r.in.Existing.Get(kind, n)
+		if r.existing != nil {
+			_, ok := r.existing.Get(kind, n)
 			return ok
 		}
 		return false
@@ -269,6 +269,17 @@ func (r *recommender) draft() (*Draft, error) {
 	r.names = map[string]bool{}
 	finder := r.newGroupFinder()
 	reused := map[string]bool{}
+	section := r.opt.Name
+	if section == "" {
+		section = slug("recommended-" + r.scope.String())
+	}
+	var prev *policy.Policy
+	var cov *coverage
+	if r.existing != nil {
+		if prev = r.existing.Policies[section]; prev != nil {
+			cov = newCoverage(prev, r.existing)
+		}
+	}
 
 	// Scope group.
 	var scopeMembers []int
@@ -306,7 +317,7 @@ func (r *recommender) draft() (*Draft, error) {
 	})
 	for _, c := range usedClasses {
 		if c.workload != "" {
-			w := r.in.Inventory[c.members[0]]
+			w := r.inventory[c.members[0]]
 			for _, s := range w.Spec.IPs {
 				c.addrs = append(c.addrs, s)
 			}
@@ -352,6 +363,11 @@ func (r *recommender) draft() (*Draft, error) {
 		return int(a.dst - b.dst)
 	}) {
 		e := r.edges[k]
+		if cov != nil {
+			if e = cov.uncovered(k, e, peers); e == nil {
+				continue
+			}
+		}
 		srcs, sn := peers(k.src, e)
 		dsts, dn := peers(k.dst, e)
 		key := strings.Join(srcs, ",") + "|" + strings.Join(dsts, ",")
@@ -371,9 +387,9 @@ func (r *recommender) draft() (*Draft, error) {
 	// Services, one per port spec, reusing an existing one with exactly
 	// that spec.
 	existingSvc := map[string]string{}
-	if r.in.Existing != nil {
-		for _, n := range slices.Sorted(maps.Keys(r.in.Existing.Services)) {
-			s := r.in.Existing.Services[n]
+	if r.existing != nil {
+		for _, n := range slices.Sorted(maps.Keys(r.existing.Services)) {
+			s := r.existing.Services[n]
 			if s != nil && len(s.Spec.Ports) == 1 {
 				if _, ok := existingSvc[s.Spec.Ports[0]]; !ok {
 					existingSvc[s.Spec.Ports[0]] = n
@@ -403,12 +419,13 @@ func (r *recommender) draft() (*Draft, error) {
 	slices.SortFunc(d.Services, func(a, b *policy.Service) int { return strings.Compare(a.Metadata.Name, b.Metadata.Name) })
 
 	// Rules, by name; allows first, the drop closing the scope last.
-	section := r.opt.Name
-	if section == "" {
-		section = slug("recommended-" + scopeMatch)
-	}
 	var out []policy.Rule
 	ruleNames := map[string]bool{}
+	if prev != nil {
+		for _, rule := range prev.Spec.Rules {
+			ruleNames[rule.Name] = true
+		}
+	}
 	for _, ra := range merged {
 		base := slug("allow-" + joinNames(ra.srcName) + "-to-" + joinNames(ra.dstName))
 		if len(base) > maxRuleBase { // room for a clash suffix within 253
@@ -433,14 +450,27 @@ func (r *recommender) draft() (*Draft, error) {
 			Destinations: ra.dsts,
 			Services:     svcs,
 			Action:       policy.ActionAllow,
+			Mode:         r.opt.Mode,
 		})
 	}
 	slices.SortFunc(out, func(a, b policy.Rule) int { return strings.Compare(a.Name, b.Name) })
+	for _, rule := range out {
+		d.Changes.Added = append(d.Changes.Added, rule.Name)
+	}
+	if prev != nil {
+		d.Policy = r.extend(d, prev, cov, out)
+		d.Groups = referencedGroups(d.Groups, out)
+		d.Reused = slices.Sorted(maps.Keys(reused))
+		return d, nil
+	}
+	closing := r.uniqueRule("drop-rest-to-"+scopeGroup, ruleNames)
+	d.Changes.Added = append(d.Changes.Added, closing)
 	out = append(out, policy.Rule{
-		Name:         r.uniqueRule("drop-rest-to-"+scopeGroup, ruleNames),
+		Name:         closing,
 		Description:  "zero trust: anything not allowed above into " + scopeMatch,
 		Destinations: []string{scopeGroup},
 		Action:       policy.ActionDrop,
+		Mode:         r.opt.Mode,
 	})
 	d.Policy = &policy.Policy{
 		Header: header(policy.KindPolicy, section, "recommended from observed flows for "+scopeMatch),
@@ -461,4 +491,53 @@ func (r *recommender) uniqueRule(base string, taken map[string]bool) string {
 		n = base + "-" + strconv.Itoa(i)
 	}
 	return n
+}
+
+// extend is prev with the rules the draft adds inserted before its first
+// rule that is not an allow (the closing drop), and, with Options.Prune,
+// without its stale rules. Every other part of prev, and every rule it
+// keeps, stays as it was, so that a run that finds nothing new changes
+// nothing.
+func (r *recommender) extend(d *Draft, prev *policy.Policy, cov *coverage, added []policy.Rule) *policy.Policy {
+	d.Changes.Incremental = true
+	p := prev.DeepCopy()
+	stale := map[string]bool{}
+	for i, cr := range cov.rules {
+		if cov.used[i] {
+			d.Changes.Unchanged = append(d.Changes.Unchanged, cr.name)
+			d.Evidence[cr.name] = cov.evidence[i]
+		} else {
+			d.Changes.Stale = append(d.Changes.Stale, cr.name)
+			stale[cr.name] = true
+		}
+	}
+	var rules []policy.Rule
+	inserted := false
+	for _, rule := range p.Spec.Rules {
+		if !inserted && rule.Action != policy.ActionAllow {
+			rules = append(rules, added...)
+			inserted = true
+		}
+		if stale[rule.Name] && r.opt.Prune {
+			d.Changes.Removed = append(d.Changes.Removed, rule.Name)
+			continue
+		}
+		rules = append(rules, rule)
+	}
+	if !inserted {
+		rules = append(rules, added...)
+	}
+	p.Spec.Rules = rules
+	return p
+}
+
+// referencedGroups keeps the groups the rules name.
+func referencedGroups(gs []*policy.Group, rules []policy.Rule) []*policy.Group {
+	named := map[string]bool{}
+	for _, rule := range rules {
+		for _, n := range append(slices.Clone(rule.Sources), rule.Destinations...) {
+			named[n] = true
+		}
+	}
+	return slices.DeleteFunc(gs, func(g *policy.Group) bool { return !named[g.Metadata.Name] })
 }

@@ -8,7 +8,6 @@ import (
 	"cmp"
 	"encoding/binary"
 	"fmt"
-	"hash/maphash"
 	"net/netip"
 	"slices"
 	"strings"
@@ -39,6 +38,17 @@ type Options struct {
 	// Name is the name of the Policy section; default "recommended-" and
 	// the scope.
 	Name string
+	// OneRecordPerConnection says the records come merged, one per
+	// connection (the flow store merges a connection's updates and end),
+	// so the Aggregator need not remember connection IDs.
+	OneRecordPerConnection bool
+	// Mode is the mode of the rules the draft adds: enforce (the default)
+	// or staged, to watch what they would do before enforcing them.
+	Mode policy.Mode
+	// Prune removes, from an existing policy of the draft's name, the
+	// allow rules no flow of the window used; without it they are only
+	// reported as stale.
+	Prune bool
 }
 
 // Defaults returns o with every unset field at its default.
@@ -86,9 +96,22 @@ func (e Example) String() string {
 		netip.AddrPortFrom(e.Src, e.SrcPort), netip.AddrPortFrom(e.Dst, e.DstPort))
 }
 
+// compare orders examples; it runs for every connection, so it returns
+// at the first difference instead of comparing every field.
 func (e Example) compare(f Example) int {
-	return cmp.Or(cmp.Compare(e.Proto, f.Proto), e.Src.Compare(f.Src), e.Dst.Compare(f.Dst),
-		cmp.Compare(e.DstPort, f.DstPort), cmp.Compare(e.SrcPort, f.SrcPort))
+	if c := cmp.Compare(e.Proto, f.Proto); c != 0 {
+		return c
+	}
+	if c := e.Src.Compare(f.Src); c != 0 {
+		return c
+	}
+	if c := e.Dst.Compare(f.Dst); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(e.DstPort, f.DstPort); c != 0 {
+		return c
+	}
+	return cmp.Compare(e.SrcPort, f.SrcPort)
 }
 
 // Evidence is why a rule is there: the connections it covers.
@@ -104,6 +127,12 @@ type Evidence struct {
 const maxExamples = 3
 
 func (e *Evidence) add(x Example, bytes uint64, first, last time.Time) {
+	e.count(bytes, first, last)
+	e.addExample(x)
+}
+
+// count adds one connection without an example.
+func (e *Evidence) count(bytes uint64, first, last time.Time) {
 	e.Flows++
 	e.Bytes += bytes
 	if !first.IsZero() && (e.FirstSeen.IsZero() || first.Before(e.FirstSeen)) {
@@ -112,6 +141,10 @@ func (e *Evidence) add(x Example, bytes uint64, first, last time.Time) {
 	if last.After(e.LastSeen) {
 		e.LastSeen = last
 	}
+}
+
+// addExample keeps x if it is among the smallest maxExamples.
+func (e *Evidence) addExample(x Example) {
 	if len(e.Examples) == maxExamples && x.compare(e.Examples[maxExamples-1]) >= 0 {
 		return
 	}
@@ -135,8 +168,7 @@ func (e *Evidence) merge(o *Evidence) {
 		e.LastSeen = o.LastSeen
 	}
 	for _, x := range o.Examples {
-		e.add(x, 0, time.Time{}, time.Time{})
-		e.Flows--
+		e.addExample(x)
 	}
 }
 
@@ -161,8 +193,11 @@ type Draft struct {
 	// Reused names the existing groups and services the policy refers to.
 	Reused []string
 	Policy *policy.Policy
-	// Evidence is keyed by rule name; the closing drop rule has none.
+	// Evidence is keyed by rule name; the closing drop rule has none, nor
+	// has a stale rule.
 	Evidence map[string]*Evidence
+	// Changes relates the draft to the existing policy of its name.
+	Changes Changes
 }
 
 // Objects returns the draft's new objects in apply order: groups,
@@ -194,6 +229,12 @@ type peerKey struct{ src, dst int32 } // class indexes; external = -1
 type portKey struct {
 	proto uint8
 	port  uint16 // ICMP: type
+	// app is the seam for AppIDs: an index into a table of application
+	// names the connections were identified as, so that services can be
+	// named for (and profiled by) the application rather than the port.
+	// Flow records carry no AppID yet (DPI is a later issue), so it is
+	// always 0, "not identified".
+	app uint16
 }
 
 type edge struct {
@@ -204,37 +245,37 @@ type edge struct {
 
 const external = -1
 
-// Recommend builds a draft for in.Scope from what in.Flows show.
+// Recommend builds a draft for in.Scope from what in.Flows show. It is
+// an Aggregator fed every record of in.Flows.
 func Recommend(in Input, opt Options) (*Draft, error) {
-	opt = opt.Defaults()
-	scope, err := tagexpr.Parse(in.Scope)
+	a, err := NewAggregator(in.Inventory, in.Scope, opt)
 	if err != nil {
-		return nil, fmt.Errorf("recommend: scope %q: %w", in.Scope, err)
+		return nil, err
 	}
-	r := &recommender{opt: opt, in: in, scope: scope, byAddr: addrIndex{v4: map[uint32]int32{}, v6: map[[16]byte]int32{}}}
-	r.classify()
-	conns := r.dedup()
-	r.aggregate(conns)
-	return r.draft()
+	for i := range in.Flows {
+		a.Add(&in.Flows[i])
+	}
+	return a.Draft(in.Existing)
 }
 
 type recommender struct {
-	opt     Options
-	in      Input
-	scope   tagexpr.Expr
-	classes []*class
-	wlClass []int32 // inventory index -> class
-	inScope []bool  // inventory index -> matches scope
-	byAddr  addrIndex
-	edges   map[peerKey]*edge
-	names   map[string]bool // names taken by objects the draft creates
+	opt       Options
+	inventory []*policy.Workload
+	existing  *policy.Set
+	scope     tagexpr.Expr
+	classes   []*class
+	wlClass   []int32 // inventory index -> class
+	inScope   []bool  // inventory index -> matches scope
+	byAddr    addrIndex
+	edges     map[peerKey]*edge
+	names     map[string]bool // names taken by objects the draft creates
 }
 
 func (r *recommender) classify() {
 	byKey := map[[2]string]int32{}
-	r.wlClass = make([]int32, len(r.in.Inventory))
-	r.inScope = make([]bool, len(r.in.Inventory))
-	for i, w := range r.in.Inventory {
+	r.wlClass = make([]int32, len(r.inventory))
+	r.inScope = make([]bool, len(r.inventory))
+	for i, w := range r.inventory {
 		tags := w.Spec.Tags
 		app, tier := tags["app"], tags["tier"]
 		var ci int32
@@ -266,69 +307,8 @@ func (r *recommender) classify() {
 	}
 }
 
-// conn is one connection after its records are merged.
-type conn struct {
-	rec         *flow.Record
-	src, dst    int32 // inventory indexes of the record's ends, or -1
-	bytes       uint64
-	first, last time.Time
-}
-
 func allowed(rec *flow.Record) bool {
 	return rec.Kind != flow.KindDrop && rec.Verdict != flow.Drop && rec.Verdict != flow.Reject
-}
-
-// dedup merges the records of each connection, keeping the largest
-// counters, as the flow store does.
-func (r *recommender) dedup() []conn {
-	conns := make([]conn, 0, len(r.in.Flows))
-	// IDs are keyed by their hash, checked against the stored ID on a hit;
-	// the rare IDs whose hash collides with another's go to byString.
-	seed := maphash.MakeSeed()
-	byHash := make(map[uint64]int32, len(r.in.Flows))
-	var byString map[string]int32
-	for i := range r.in.Flows {
-		rec := &r.in.Flows[i]
-		if !allowed(rec) {
-			continue
-		}
-		// Out of scope is decided before the ID lookup, which is the
-		// expensive part, so a small scope costs little.
-		si, di := r.workloadOf(rec.Src.Unmap()), r.workloadOf(rec.Dst.Unmap())
-		if !(si >= 0 && r.inScope[si] || di >= 0 && r.inScope[di]) {
-			continue
-		}
-		bytes := rec.SrcBytes + rec.DstBytes
-		last := rec.Seen
-		if rec.End.After(last) {
-			last = rec.End
-		}
-		if rec.ID != "" {
-			h := maphash.String(seed, rec.ID)
-			j, ok := byHash[h]
-			if ok && conns[j].rec.ID != rec.ID {
-				j, ok = byString[rec.ID]
-				if !ok {
-					if byString == nil {
-						byString = map[string]int32{}
-					}
-					byString[rec.ID] = int32(len(conns))
-				}
-			} else if !ok {
-				byHash[h] = int32(len(conns))
-			}
-			if ok {
-				c := &conns[j]
-				c.bytes = max(c.bytes, bytes)
-				if last.After(c.last) {
-					c.last = last
-				}
-				continue
-			}
-		}
-		conns = append(conns, conn{rec: rec, src: int32(si), dst: int32(di), bytes: bytes, first: rec.Start, last: last})
-	}
-	return conns
 }
 
 type endpoint struct {
@@ -337,82 +317,50 @@ type endpoint struct {
 	port  uint16
 }
 
-// orient returns the connection client first. The listener is the end
-// whose port is below the ephemeral range when only one is; otherwise the
-// end whose (address, port) recurs over more connections; otherwise the
-// record's destination.
-func (r *recommender) orient(rec *flow.Record, counts map[endpoint]uint32) Example {
+// tuple is a record's connection as recorded, source first; an ICMP
+// record's type stands in the destination port.
+func tuple(rec *flow.Record) Example {
 	x := Example{Proto: rec.Proto, Src: rec.Src.Unmap(), Dst: rec.Dst.Unmap(), SrcPort: rec.SrcPort, DstPort: rec.DstPort}
 	if !ports.HasPorts(rec.Proto) {
+		x.SrcPort, x.DstPort = 0, 0
 		if ports.IsICMP(rec.Proto) {
-			x.SrcPort, x.DstPort = 0, uint16(rec.ICMPType)
+			x.DstPort = uint16(rec.ICMPType)
 		}
-		return x
-	}
-	srcEph, dstEph := rec.SrcPort >= r.opt.EphemeralPort || rec.SrcPort == 0, rec.DstPort >= r.opt.EphemeralPort
-	swap := false
-	switch {
-	case srcEph && !dstEph:
-	case dstEph && !srcEph:
-		swap = true
-	default:
-		s := counts[endpoint{x.Src, x.Proto, x.SrcPort}]
-		d := counts[endpoint{x.Dst, x.Proto, x.DstPort}]
-		swap = s > d
-	}
-	if swap {
-		x.Src, x.Dst, x.SrcPort, x.DstPort = x.Dst, x.Src, x.DstPort, x.SrcPort
 	}
 	return x
 }
 
-func (r *recommender) ambiguous(rec *flow.Record) bool {
-	if !ports.HasPorts(rec.Proto) {
-		return false
+// orient returns the connection client first, and whether that swapped
+// its ends. The listener is the end whose port is below the ephemeral
+// range when only one is; otherwise the end whose (address, port) recurs
+// over more connections; otherwise the record's destination.
+func (r *recommender) orient(x Example, counts map[endpoint]uint32) (Example, bool) {
+	if !r.ambiguous(x) {
+		if !ports.HasPorts(x.Proto) || x.SrcPort >= r.opt.EphemeralPort || x.SrcPort == 0 {
+			return x, false
+		}
+		return x.swapped(), true
 	}
-	return (rec.SrcPort >= r.opt.EphemeralPort || rec.SrcPort == 0) == (rec.DstPort >= r.opt.EphemeralPort)
+	s := counts[endpoint{x.Src, x.Proto, x.SrcPort}]
+	d := counts[endpoint{x.Dst, x.Proto, x.DstPort}]
+	if s > d {
+		return x.swapped(), true
+	}
+	return x, false
 }
 
-func (r *recommender) aggregate(conns []conn) {
-	counts := map[endpoint]uint32{}
-	for _, c := range conns {
-		if r.ambiguous(c.rec) {
-			counts[endpoint{c.rec.Src.Unmap(), c.rec.Proto, c.rec.SrcPort}]++
-			counts[endpoint{c.rec.Dst.Unmap(), c.rec.Proto, c.rec.DstPort}]++
-		}
+func (x Example) swapped() Example {
+	x.Src, x.Dst, x.SrcPort, x.DstPort = x.Dst, x.Src, x.DstPort, x.SrcPort
+	return x
+}
+
+// ambiguous reports whether the ports alone do not say which end listens:
+// both look ephemeral, or neither does.
+func (r *recommender) ambiguous(x Example) bool {
+	if !ports.HasPorts(x.Proto) {
+		return false
 	}
-	r.edges = map[peerKey]*edge{}
-	for _, c := range conns {
-		x := r.orient(c.rec, counts)
-		si, di := c.src, c.dst
-		if x.Src != c.rec.Src.Unmap() {
-			si, di = di, si
-		}
-		k := peerKey{external, external}
-		if si >= 0 {
-			k.src = r.wlClass[si]
-		}
-		if di >= 0 {
-			k.dst = r.wlClass[di]
-		}
-		e := r.edges[k]
-		if e == nil {
-			e = &edge{}
-			r.edges[k] = e
-		}
-		e.ports.add(portKey{x.Proto, x.DstPort})
-		if k.src == external || k.dst == external {
-			if e.ext == nil {
-				e.ext = map[netip.Addr]struct{}{}
-			}
-			if k.src == external {
-				e.ext[x.Src] = struct{}{}
-			} else {
-				e.ext[x.Dst] = struct{}{}
-			}
-		}
-		e.ev.add(x, c.bytes, c.first, c.last)
-	}
+	return (x.SrcPort >= r.opt.EphemeralPort || x.SrcPort == 0) == (x.DstPort >= r.opt.EphemeralPort)
 }
 
 func (r *recommender) workloadOf(a netip.Addr) int {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -319,7 +320,7 @@ func TestPortSpecs(t *testing.T) {
 			r := &recommender{opt: tc.opt.Defaults()}
 			ps := map[portKey]struct{}{}
 			for _, p := range tc.ports {
-				ps[portKey{6, p}] = struct{}{}
+				ps[portKey{proto: 6, port: p}] = struct{}{}
 			}
 			if got := r.portSpecs(ps); !slices.Equal(got, tc.want) {
 				t.Errorf("got %v, want %v", got, tc.want)
@@ -364,5 +365,168 @@ func TestNoFlowsOnlyCloses(t *testing.T) {
 	rs := d.Policy.Spec.Rules
 	if len(rs) != 1 || rs[0].Action != policy.ActionDrop || len(d.Evidence) != 0 {
 		t.Errorf("rules %+v, evidence %v; want only the closing drop", rs, d.Evidence)
+	}
+}
+
+func putDraft(s *policy.Set, d *Draft) *policy.Set {
+	s = s.Clone()
+	for _, o := range d.Objects() {
+		s.Put(o)
+	}
+	return s
+}
+
+// TestIncremental: a second run over the same flows proposes nothing; new
+// flows get only new rules; rules whose flows stopped are reported stale
+// and removed only when asked.
+func TestIncremental(t *testing.T) {
+	inv := shopInventory()
+	scope := `app == "shop"`
+	first, err := Recommend(Input{Inventory: inv, Flows: records(shopConns()), Scope: scope}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Changes.Incremental || len(first.Changes.Added) != len(first.Policy.Spec.Rules) {
+		t.Fatalf("fresh draft changes %+v", first.Changes)
+	}
+	set := putDraft(policy.NewSet(), first)
+
+	again, err := Recommend(Input{Inventory: inv, Existing: set, Flows: records(shopConns()), Scope: scope}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := again.Changes
+	if !c.Incremental || len(c.Added) != 0 || len(c.Stale) != 0 || len(c.Unchanged) != len(first.Policy.Spec.Rules)-1 {
+		t.Errorf("same flows again: %+v", c)
+	}
+	if len(again.Groups) != 0 || len(again.Services) != 0 {
+		t.Errorf("same flows again created %d groups, %d services", len(again.Groups), len(again.Services))
+	}
+	if chg := policy.DiffSets(set, putDraft(set, again)); len(chg) != 0 {
+		t.Errorf("same flows again changes the set: %+v", chg)
+	}
+	for _, name := range c.Unchanged {
+		if ev := again.Evidence[name]; ev == nil || ev.Flows == 0 {
+			t.Errorf("unchanged rule %s has no evidence", name)
+		}
+	}
+
+	// The CRM client stops calling; a web server starts calling the db.
+	var conns []tconn
+	for _, cn := range shopConns() {
+		if cn.src != "10.0.5.1" {
+			conns = append(conns, cn)
+		}
+	}
+	conns = append(conns, tconn{proto: 6, src: "10.0.1.2", dst: "10.0.3.1", sport: 47000, dport: 5432})
+	for _, prune := range []bool{false, true} {
+		d, err := Recommend(Input{Inventory: inv, Existing: set, Flows: records(conns), Scope: scope}, Options{Prune: prune, Mode: policy.ModeStaged})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := d.Changes
+		if !slices.Equal(c.Added, []string{"allow-shop-web-to-shop-db"}) {
+			t.Errorf("prune=%v: added %v, want only the web to db rule", prune, c.Added)
+		}
+		// The DNS rule of shop-api, shop-db and shop-web lost the CRM's
+		// own DNS query too, but it is still used by the shop's.
+		if !slices.Equal(c.Stale, []string{"allow-crm-app-to-shop-api"}) {
+			t.Errorf("prune=%v: stale %v", prune, c.Stale)
+		}
+		var names []string
+		for _, r := range d.Policy.Spec.Rules {
+			names = append(names, r.Name)
+			if r.Name == "allow-shop-web-to-shop-db" && r.Mode != policy.ModeStaged {
+				t.Errorf("new rule mode %q, want staged", r.Mode)
+			}
+		}
+		if has := slices.Contains(names, "allow-crm-app-to-shop-api"); has == prune {
+			t.Errorf("prune=%v: rules %v", prune, names)
+		}
+		if prune && !slices.Equal(c.Removed, []string{"allow-crm-app-to-shop-api"}) {
+			t.Errorf("removed %v", c.Removed)
+		}
+		if last := d.Policy.Spec.Rules[len(d.Policy.Spec.Rules)-1]; last.Action != policy.ActionDrop {
+			t.Errorf("last rule %s is not the closing drop", last.Name)
+		}
+		next := putDraft(set, d)
+		e := compiled(t, inv, next, &Draft{Policy: next.Policies[d.Policy.Metadata.Name]})
+		f := eval.Flow{Src: netip.MustParseAddr("10.0.1.1"), Dst: netip.MustParseAddr("10.0.3.1"), Proto: 6, Port: 5432, ICMPType: -1, ICMPCode: -1}
+		if dec := e.Evaluate(f); dec.StagedRuleID == 0 || !strings.Contains(dec.StagedRule, "allow-shop-web-to-shop-db") {
+			t.Errorf("prune=%v: web -> db staged decision %+v", prune, dec)
+		}
+	}
+}
+
+// TestIncrementalNewOutsider: a new outside address on an existing port is
+// a new rule for that address alone.
+func TestIncrementalNewOutsider(t *testing.T) {
+	inv := shopInventory()
+	scope := `app == "shop"`
+	first, err := Recommend(Input{Inventory: inv, Flows: records(shopConns()), Scope: scope}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := putDraft(policy.NewSet(), first)
+	conns := append(shopConns(), tconn{proto: 6, src: "192.0.2.7", dst: "10.0.1.2", sport: 40100, dport: 443})
+	d, err := Recommend(Input{Inventory: inv, Existing: set, Flows: records(conns), Scope: scope}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Changes.Added) != 1 {
+		t.Fatalf("added %v", d.Changes.Added)
+	}
+	for _, r := range d.Policy.Spec.Rules {
+		if r.Name == d.Changes.Added[0] && !slices.Equal(r.Sources, []string{"192.0.2.7"}) {
+			t.Errorf("new rule %+v, want source 192.0.2.7 only", r)
+		}
+	}
+}
+
+// TestAggregatorStreams: records fed one at a time through one reused
+// record give the draft Recommend gives, and records already merged per
+// connection give it without remembering IDs.
+func TestAggregatorStreams(t *testing.T) {
+	inv, recs := shopInventory(), records(shopConns())
+	want, err := Recommend(Input{Inventory: inv, Flows: recs, Scope: `app == "shop"`}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged := map[string]flow.Record{}
+	for _, r := range recs {
+		if m, ok := merged[r.ID]; !ok || r.SrcBytes+r.DstBytes > m.SrcBytes+m.DstBytes {
+			merged[r.ID] = r
+		}
+	}
+	for _, one := range []bool{false, true} {
+		a, err := NewAggregator(inv, `app == "shop"`, Options{OneRecordPerConnection: one})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec flow.Record
+		feed := recs
+		if one {
+			feed = nil
+			for _, id := range slices.Sorted(maps.Keys(merged)) {
+				feed = append(feed, merged[id])
+			}
+		}
+		for _, r := range feed {
+			rec = r
+			a.Add(&rec)
+			rec = flow.Record{ID: "garbage", Src: netip.MustParseAddr("10.0.1.1")} // reuse must not leak
+		}
+		got, err := a.Draft(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g, w := render(t, got), render(t, want); !bytes.Equal(g, w) {
+			t.Errorf("one record per connection=%v: streamed draft differs:\n%s\nwant\n%s", one, g, w)
+		}
+		// The CRM's DNS query has no end in the shop; the drop is no
+		// connection.
+		if st := a.Stats(); st.Records != uint64(len(feed)) || st.Connections != uint64(len(shopConns())-1) || st.Ignored != 2 {
+			t.Errorf("stats %+v, want %d records, %d connections, 2 ignored", st, len(feed), len(shopConns())-1)
+		}
 	}
 }
