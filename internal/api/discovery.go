@@ -39,6 +39,26 @@ type RecommendOptions struct {
 	// MaxExternalAddrs is how many outside addresses a rule lists before
 	// it says any (default 16).
 	MaxExternalAddrs int `json:"maxExternalAddrs,omitempty"`
+	// ScanThreshold is how many distinct unanswered (destination, port)
+	// targets make a source a scanner, left out of the draft (default 20;
+	// -1 keeps scanners in).
+	ScanThreshold int `json:"scanThreshold,omitempty"`
+}
+
+// Scanner is a source a recommendation left out: it tried many targets
+// that never answered, so its connections justify no rule.
+type Scanner struct {
+	Address  string `json:"address"`
+	Workload string `json:"workload,omitempty"`
+	// Failed distinct (destination, port) targets, over Targets hosts and
+	// Ports ports; Connections of the source in the window in all.
+	Failed      int       `json:"failed"`
+	Targets     int       `json:"targets"`
+	Ports       int       `json:"ports"`
+	Connections uint64    `json:"connections"`
+	First       time.Time `json:"first,omitzero"`
+	Last        time.Time `json:"last,omitzero"`
+	Examples    []string  `json:"examples,omitempty"`
 }
 
 // RecommendResponse is the draft, why each rule is there, and what it
@@ -57,6 +77,10 @@ type RecommendResponse struct {
 	Until       time.Time `json:"until"`
 	Records     uint64    `json:"records"`
 	Connections uint64    `json:"connections"`
+	// Refused counts TCP connections refused or never answered (no rule
+	// for them); Scanners are the sources left out.
+	Refused  uint64    `json:"refused,omitempty"`
+	Scanners []Scanner `json:"scanners,omitempty"`
 	// Revision is the revision holding the draft when Apply was asked (the
 	// latest one when applying changed nothing), and Applied its changes.
 	Revision int64           `json:"revision,omitempty"`

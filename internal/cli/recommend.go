@@ -136,6 +136,20 @@ func (g *globals) printRecommendation(req api.RecommendRequest, resp api.Recomme
 	list("unchanged", ch.Unchanged)
 	list("stale: no flow in the window; --prune removes them", ch.Stale)
 	list("removed", ch.Removed)
+	if resp.Refused > 0 {
+		fmt.Fprintf(w, "# %d TCP connections were refused or never answered: no rule for them.\n", resp.Refused)
+	}
+	for _, sc := range resp.Scanners {
+		who := sc.Address
+		if sc.Workload != "" {
+			who = sc.Workload + " (" + sc.Address + ")"
+		}
+		fmt.Fprintf(w, "# left out, a scanner: %s tried %d targets that did not answer (%d hosts, %d ports); none of its %d connections got a rule.\n",
+			who, sc.Failed, sc.Targets, sc.Ports, sc.Connections)
+		for _, x := range sc.Examples {
+			fmt.Fprintf(w, "#   %s\n", x)
+		}
+	}
 	if len(resp.Reused) > 0 {
 		fmt.Fprintf(w, "# reused: %s\n", strings.Join(resp.Reused, ", "))
 	}

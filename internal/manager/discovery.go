@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -99,8 +100,21 @@ func (s *Server) handleRecommend(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return httpError(http.StatusBadRequest, err)
 	}
-	// The window streams through the aggregator: no record is kept.
-	err = s.flows.Scan(ctx, flowstore.Filter{Since: since, Until: until}, func(rec *flow.Record) error {
+	// The window streams through the aggregator: no record is kept. A
+	// first pass finds the scanners, whose connections get no rule.
+	window := flowstore.Filter{Since: since, Until: until}
+	var scanners []recommend.Scanner
+	if o.ScanThreshold >= 0 {
+		det := recommend.NewScanDetector(o.ScanThreshold)
+		if err := s.flows.Scan(ctx, window, func(rec *flow.Record) error { det.Add(rec); return nil }); err != nil {
+			return fmt.Errorf("recommend: read flows: %w", err)
+		}
+		scanners = det.Scanners()
+		for _, sc := range scanners {
+			agg.ExcludeSources(sc.Addr)
+		}
+	}
+	err = s.flows.Scan(ctx, window, func(rec *flow.Record) error {
 		agg.Add(rec)
 		return nil
 	})
@@ -114,9 +128,21 @@ func (s *Server) handleRecommend(w http.ResponseWriter, r *http.Request) error {
 	st := agg.Stats()
 	resp := api.RecommendResponse{
 		Evidence: map[string]api.RuleEvidence{}, Reused: d.Reused,
-		Since: since, Until: until, Records: st.Records, Connections: st.Connections,
+		Since: since, Until: until, Records: st.Records, Connections: st.Connections, Refused: st.Refused,
 		Changes: api.RecommendChanges{Incremental: d.Changes.Incremental, Added: d.Changes.Added,
 			Unchanged: d.Changes.Unchanged, Stale: d.Changes.Stale, Removed: d.Changes.Removed},
+	}
+	var byAddr map[netip.Addr]string
+	if len(scanners) > 0 {
+		byAddr = workloadsByAddr(wls)
+	}
+	for _, sc := range scanners {
+		as := api.Scanner{Address: sc.Addr.String(), Workload: byAddr[sc.Addr], Failed: sc.Failed, Targets: sc.Targets,
+			Ports: sc.Ports, Connections: sc.Connections, First: sc.First, Last: sc.Last}
+		for _, x := range sc.Examples {
+			as.Examples = append(as.Examples, x.String())
+		}
+		resp.Scanners = append(resp.Scanners, as)
 	}
 	var docs []policy.Document
 	for i, o := range d.Objects() {
@@ -148,6 +174,22 @@ func (s *Server) handleRecommend(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
+}
+
+// workloadsByAddr maps every single address of the inventory to its
+// workload's name.
+func workloadsByAddr(wls []*policy.Workload) map[netip.Addr]string {
+	m := map[netip.Addr]string{}
+	for _, w := range wls {
+		for _, s := range w.Spec.IPs {
+			if a, err := netip.ParseAddr(s); err == nil {
+				m[a.Unmap()] = w.Metadata.Name
+			} else if p, err := netip.ParsePrefix(s); err == nil && p.IsSingleIP() {
+				m[p.Addr().Unmap()] = w.Metadata.Name
+			}
+		}
+	}
+	return m
 }
 
 func cmpOr(v, def string) string {

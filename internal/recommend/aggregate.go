@@ -38,6 +38,9 @@ type Aggregator struct {
 	amb    map[ambKey]*ambConn
 	counts map[endpoint]uint32
 
+	// excluded sources (scanners) contribute nothing.
+	excluded map[netip.Addr]bool
+
 	stats Stats
 }
 
@@ -46,6 +49,21 @@ type Stats struct {
 	Records     uint64 // every record passed to Add
 	Connections uint64 // distinct allowed connections in scope
 	Ignored     uint64 // drops, rejects and records with no end in scope
+	Excluded    uint64 // records of excluded sources (see ExcludeSources)
+	// Refused counts TCP connections that were refused or never answered:
+	// nothing listened, so they justify no rule.
+	Refused uint64
+}
+
+// ExcludeSources leaves every later record whose source is one of addrs out
+// of the draft: the scanners a ScanDetector found, typically.
+func (a *Aggregator) ExcludeSources(addrs ...netip.Addr) {
+	if a.excluded == nil {
+		a.excluded = map[netip.Addr]bool{}
+	}
+	for _, x := range addrs {
+		a.excluded[x] = true
+	}
 }
 
 type connRef struct {
@@ -124,6 +142,14 @@ func (a *Aggregator) Add(rec *flow.Record) {
 	r := a.r
 	if !allowed(rec) {
 		a.stats.Ignored++
+		return
+	}
+	if a.excluded != nil && a.excluded[rec.Src] {
+		a.stats.Excluded++
+		return
+	}
+	if rec.Proto == 6 && unanswered(rec) {
+		a.stats.Refused++
 		return
 	}
 	// Out of scope is decided first: it is two integer map lookups, and a
