@@ -6,20 +6,34 @@ BIN      := bin/bulkhead
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 PKGS     := ./...
 
-.PHONY: all build test vet bench fuzz demo demo-down clean
+.PHONY: all build console test vet bench fuzz demo demo-down clean
 
 all: build
 
-build:
+build: console
 	$(GO) build -ldflags "-X github.com/bulkhead/bulkhead/internal/cli.Version=$(VERSION)" -o $(BIN) ./cmd/bulkhead
+
+# The web console (web/, React + Vite) builds into internal/console/dist,
+# which the manager embeds. npm ci runs only when the lock file changed, the
+# build only when a source did.
+CONSOLE_SRC := $(shell find web/src web/index.html web/vite.config.ts web/tsconfig.json web/package.json -type f 2>/dev/null)
+console: internal/console/dist/index.html
+
+web/node_modules/.package-lock.json: web/package-lock.json web/package.json
+	@command -v npm >/dev/null || { echo "make console: npm not found (apt-get install nodejs npm)"; exit 1; }
+	cd web && npm ci --no-audit --no-fund
+
+internal/console/dist/index.html: web/node_modules/.package-lock.json $(CONSOLE_SRC)
+	cd web && npm run build
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-# Every test: unit, golden, fuzz seed corpora, and (as root) kernel tests in
-# network namespaces.
+# Every test: unit, golden, fuzz seed corpora, (as root) kernel tests in
+# network namespaces, and the console's browser tests (internal/console runs
+# web/e2e in Debian's chromium against a real manager).
 test: build vet
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 
@@ -49,3 +63,4 @@ demo-down:
 
 clean:
 	rm -rf bin .demo
+	find internal/console/dist -mindepth 1 ! -name .gitkeep -delete

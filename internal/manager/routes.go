@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bulkhead/bulkhead/internal/api"
+	"github.com/bulkhead/bulkhead/internal/console"
 	"github.com/bulkhead/bulkhead/internal/store"
 )
 
@@ -80,6 +81,9 @@ func (s *Server) newMux() *http.ServeMux {
 	mux.Handle(api.Prefix+"/", s.wrap(route{method: "*", path: api.Prefix + "/", role: api.RoleAuditor, handle: func(w http.ResponseWriter, r *http.Request) error {
 		return httpError(http.StatusNotFound, fmt.Errorf("no route %s %s", r.Method, r.URL.Path))
 	}}))
+	// The web console: static files that use only the API above, so no
+	// token is needed to load them.
+	mux.Handle("/", console.Handler())
 	return mux
 }
 
