@@ -211,6 +211,9 @@ func newDescribeCmd(g *globals) *cobra.Command {
 				return err
 			}
 			g.stdout.Write(b)
+			if wl, ok := obj.(*policy.Workload); ok {
+				return describeFacts(ctx(cmd), g, c, wl.Metadata.Name) // source.go
+			}
 			p, ok := obj.(*policy.Policy)
 			if !ok {
 				return nil

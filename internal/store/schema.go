@@ -82,4 +82,32 @@ CREATE TABLE bootstrap_tokens (
 	used_by    TEXT
 );
 `,
+	// 3: inventory sources (issue 5): what each source said about each
+	// object (records), and the configured sources that are synced.
+	`
+CREATE TABLE inventory_records (
+	source      TEXT    NOT NULL,
+	key         TEXT    NOT NULL,
+	kind        TEXT    NOT NULL,
+	name        TEXT    NOT NULL,
+	body        BLOB    NOT NULL,
+	observed_ns INTEGER NOT NULL,
+	seen_ns     INTEGER NOT NULL,
+	PRIMARY KEY (source, key)
+);
+CREATE INDEX inventory_records_name ON inventory_records(name);
+
+CREATE TABLE inventory_sources (
+	name         TEXT    PRIMARY KEY,
+	kind         TEXT    NOT NULL,
+	url          TEXT    NOT NULL,
+	user         TEXT    NOT NULL DEFAULT '',
+	password     TEXT    NOT NULL DEFAULT '',
+	insecure     INTEGER NOT NULL DEFAULT 0,
+	interval_ns  INTEGER NOT NULL,
+	created_ns   INTEGER NOT NULL,
+	last_sync_ns INTEGER,
+	last_error   TEXT    NOT NULL DEFAULT ''
+);
+`,
 }
