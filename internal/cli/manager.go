@@ -25,6 +25,7 @@ type managerFile struct {
 	AgentListen *string  `yaml:"agentListen"`
 	Hosts       []string `yaml:"hosts"`
 	LogLevel    string   `yaml:"logLevel"`
+	IPFIXListen string   `yaml:"ipfixListen"`
 }
 
 func loadManagerConfig(path string) (manager.Config, error) {
@@ -54,12 +55,15 @@ func loadManagerConfig(path string) (manager.Config, error) {
 	if f.AgentListen != nil {
 		cfg.AgentListen = *f.AgentListen
 	}
+	if f.IPFIXListen != "" {
+		cfg.IPFIXListen = f.IPFIXListen
+	}
 	cfg.Hosts = f.Hosts
 	return cfg, nil
 }
 
 func newManagerCmd(g *globals) *cobra.Command {
-	var file, dataDir, listen, agentListen, logLevel string
+	var file, dataDir, listen, agentListen, ipfixListen, logLevel string
 	var hosts []string
 	cmd := &cobra.Command{
 		Use:   "manager",
@@ -74,6 +78,7 @@ Flags override the config file, which is decoded strictly (unknown keys are erro
   listen: 127.0.0.1:8443
   agentListen: 127.0.0.1:8444         # agents' gRPC channel; "" turns it off
   hosts: [manager.example.internal]   # extra names for the server certificate
+  ipfixListen: 0.0.0.0:4739           # IPFIX / NetFlow v9 collector (UDP); off if empty
   logLevel: info`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -89,6 +94,9 @@ Flags override the config file, which is decoded strictly (unknown keys are erro
 			}
 			if cmd.Flags().Changed("agent-listen") {
 				cfg.AgentListen = agentListen
+			}
+			if cmd.Flags().Changed("ipfix-listen") {
+				cfg.IPFIXListen = ipfixListen
 			}
 			if cmd.Flags().Changed("log-level") {
 				cfg.LogLevel = logLevel
@@ -114,6 +122,7 @@ Flags override the config file, which is decoded strictly (unknown keys are erro
 	cmd.Flags().StringVar(&dataDir, "data-dir", d.DataDir, "directory for the store, the CA and the admin token")
 	cmd.Flags().StringVar(&listen, "listen", d.Listen, "HTTPS listen address")
 	cmd.Flags().StringVar(&agentListen, "agent-listen", d.AgentListen, "gRPC address of the agent channel (mutual TLS); empty turns it off")
+	cmd.Flags().StringVar(&ipfixListen, "ipfix-listen", "", "UDP address of the IPFIX / NetFlow v9 collector, e.g. 0.0.0.0:4739; empty turns it off")
 	cmd.Flags().StringVar(&logLevel, "log-level", d.LogLevel, "debug, info, warn or error")
 	cmd.Flags().StringSliceVar(&hosts, "host", nil, "extra DNS name or IP for the server certificate (repeatable)")
 	return cmd

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -316,5 +317,97 @@ func TestScanHasNoLimit(t *testing.T) {
 	n = 0
 	if err := s.Scan(context.Background(), Filter{}, func(*flow.Record) error { n++; return stop }); err != stop || n != 1 {
 		t.Fatalf("scan stopped after %d records with %v, want 1 and %v", n, err, stop)
+	}
+}
+
+// TestBatchSizesAgree: a batch is cut into multi-row statements of several
+// sizes; whatever the cut, the stored flows are those of ingesting every
+// record alone, with repeats of one flow inside one statement and across
+// statements merged, and malformed records anywhere skipped.
+func TestBatchSizesAgree(t *testing.T) {
+	for _, n := range []int{1, 3, 4, 17, 255, 256, 257, 341, 700} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			var recs []flow.Record
+			flows := map[string]bool{}
+			for i := range n {
+				// Every third record is a later report of an earlier
+				// flow; every 50th is malformed.
+				c := conn(fmt.Sprintf("h1/%08x/1", i/3), "10.0.0.1", "10.0.0.2", uint16(1+i/3%7), t0.Add(time.Duration(i/3)*time.Second))
+				r := update(c, time.Duration(i%3)*time.Second, uint64(100*(i%3+1)), uint64(i%3+1), 10, 1)
+				if i%3 == 2 {
+					r = end(c, 3*time.Second, 500, 5, 20, 2)
+				}
+				if i%50 == 49 {
+					r.ID = ""
+				} else {
+					flows[r.ID] = true
+				}
+				recs = append(recs, r)
+			}
+			batch, alone := openTest(t), openTest(t)
+			mustIngest(t, batch, recs...)
+			for i := len(recs) - 1; i >= 0; i-- { // and in reverse order
+				mustIngest(t, alone, recs[i])
+			}
+			got, want := mustQuery(t, batch, Filter{Limit: MaxLimit}), mustQuery(t, alone, Filter{Limit: MaxLimit})
+			if len(got) != len(flows) || batch.Skipped() != uint64(n/50) {
+				t.Errorf("%d flows stored, %d skipped; want %d, %d", len(got), batch.Skipped(), len(flows), n/50)
+			}
+			byID := func(rs []flow.Record) map[string]flow.Record {
+				m := map[string]flow.Record{}
+				for _, r := range rs {
+					m[r.ID] = r
+				}
+				return m
+			}
+			g, w := byID(got), byID(want)
+			if len(g) != len(w) {
+				t.Fatalf("%d flows in one batch, %d one by one", len(g), len(w))
+			}
+			for id, r := range w {
+				if g[id] != r {
+					t.Errorf("flow %s\none batch  %+v\none by one %+v", id, g[id], r)
+				}
+			}
+		})
+	}
+}
+
+// TestAcknowledgedBatchSurvivesCrash: a child process ingests a batch and
+// dies without closing the store; the batch is there when the store is
+// opened again.
+func TestAcknowledgedBatchSurvivesCrash(t *testing.T) {
+	if path := os.Getenv("FLOWSTORE_CRASH_DB"); path != "" {
+		s, err := OpenSQLite(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		var recs []flow.Record
+		for i := range 1000 {
+			recs = append(recs, conn(fmt.Sprintf("h1/%08x/1", i), "10.0.0.1", "10.0.0.2", 443, t0.Add(time.Duration(i)*time.Millisecond)))
+		}
+		if err := s.Ingest(context.Background(), recs); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		os.Exit(0) // acknowledged, never closed: no checkpoint, no clean WAL shutdown
+	}
+	path := filepath.Join(t.TempDir(), FileName)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestAcknowledgedBatchSurvivesCrash$")
+	cmd.Env = append(os.Environ(), "FLOWSTORE_CRASH_DB="+path)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(path + "-wal"); err != nil {
+		t.Fatalf("the child left no WAL (%v): the test would not show recovery", err)
+	}
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := mustQuery(t, s, Filter{Limit: MaxLimit}); len(got) != 1000 {
+		t.Fatalf("%d records after the crash, want 1000", len(got))
 	}
 }

@@ -16,8 +16,9 @@ import (
 type Collector struct {
 	// Listen is the UDP address to listen on, e.g. ":4739" (--ipfix-listen).
 	Listen string
-	// Host starts every record's Host, as in Host + ":" + exporter
-	// address; empty means "ipfix".
+	// Host starts every record's Host, as in Host + "/" + exporter
+	// address; empty means "ipfix". A "/" never appears in an agent's
+	// host name, so imported flows never share IDs with an agent's.
 	Host string
 
 	dec Decoder

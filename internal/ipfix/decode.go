@@ -76,7 +76,7 @@ type Stats struct {
 // and, inside goflow2's cache, per version and observation domain. It is
 // safe for concurrent use.
 type Decoder struct {
-	// Prefix starts every record's Host: Prefix + ":" + exporter address.
+	// Prefix starts every record's Host: Prefix + "/" + exporter address.
 	// Empty means "ipfix".
 	Prefix string
 
@@ -127,7 +127,7 @@ func (d *Decoder) Decode(dst []flow.Record, exporter netip.AddrPort, pkt []byte,
 	if prefix == "" {
 		prefix = "ipfix"
 	}
-	h := header{host: prefix + ":" + exporter.Addr().String()}
+	h := header{host: prefix + "/" + exporter.Addr().String()}
 	var sets []any
 	switch {
 	case v10.Version == 10:

@@ -196,7 +196,7 @@ func TestIPFIXOverUDP(t *testing.T) {
 	exporter := conn.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
 	r := rs[1]
 	want := flow.Record{
-		Kind: flow.KindEnd, Host: "ipfix:" + exporter.String(),
+		Kind: flow.KindEnd, Host: "ipfix/" + exporter.String(),
 		Src: netip.MustParseAddr("10.0.1.5"), Dst: netip.MustParseAddr("10.0.2.7"),
 		Proto: 6, SrcPort: 40001, DstPort: 443,
 		SrcBytes: 2000, SrcPackets: 2,
@@ -207,7 +207,7 @@ func TestIPFIXOverUDP(t *testing.T) {
 	if r != want {
 		t.Errorf("record\n got %+v\nwant %+v", r, want)
 	}
-	if !strings.HasPrefix(r.ID, "ipfix:127.0.0.1/00000007/") || rs[0].ID == rs[1].ID {
+	if !strings.HasPrefix(r.ID, "ipfix/127.0.0.1/00000007/") || rs[0].ID == rs[1].ID {
 		t.Errorf("IDs %q, %q: want exporter and domain first, distinct per 5-tuple", rs[0].ID, rs[1].ID)
 	}
 
@@ -263,11 +263,11 @@ func TestIPFIXv6TotalsBiflowAndNTPTimes(t *testing.T) {
 	if r.Start.Sub(start).Abs() > time.Microsecond || r.End.Sub(end).Abs() > time.Microsecond {
 		t.Errorf("times %v-%v, want %v-%v", r.Start, r.End, start, end)
 	}
-	if r.Host != "ipfix:2001:db8::fe" {
+	if r.Host != "ipfix/2001:db8::fe" {
 		t.Errorf("host %q", r.Host)
 	}
 	// Total counters: one ID per flow, whatever the report's end.
-	if strings.Count(r.ID, "/") != 7 {
+	if strings.Count(r.ID, "/") != 8 {
 		t.Errorf("ID %q should not carry the end time", r.ID)
 	}
 }

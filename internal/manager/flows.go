@@ -54,38 +54,49 @@ func (s *Server) closeFlows() error {
 // calls it with the host its client certificate names. Records are put in
 // that host's name, so that no host can write over another's flows.
 func (s *Server) IngestFlows(ctx context.Context, host string, recs []flow.Record) error {
-	if s.flows == nil {
-		return fmt.Errorf("manager: ingest flows from %s: flow store not open", host)
-	}
 	prefix := host + "/"
-	// An agent only knows its own workloads; the inventory names the other
-	// end, so a cross-host flow is found by either workload's name.
-	ev, _, err := s.evals.get(ctx, 0)
-	if err != nil {
-		s.log.Warn("flows: no inventory to name workloads", "host", host, "err", err)
-		ev = nil
-	}
 	for i := range recs {
 		r := &recs[i]
-		if r.Host != host {
-			r.Host = host
-		}
+		r.Host = host
 		if !strings.HasPrefix(r.ID, prefix) {
 			r.ID = prefix + r.ID
 		}
-		if ev == nil {
-			continue
-		}
-		if r.SrcWorkload == "" {
-			r.SrcWorkload, _ = ev.WorkloadOf(r.Src)
-		}
-		if r.DstWorkload == "" {
-			r.DstWorkload, _ = ev.WorkloadOf(r.Dst)
-		}
-		r.StagedRuleID = stagedRule(ev, r)
 	}
-	if err := s.flows.Ingest(ctx, recs); err != nil {
-		return fmt.Errorf("manager: ingest %d flows from %s: %w", len(recs), host, err)
+	return s.storeFlows(ctx, s.flows, host, recs)
+}
+
+// storeFlows names both ends of each record from the inventory, computes
+// its staged rule, and stores the batch in fs (the server's flow store;
+// background writers pass the one they started with). Agent flows and
+// flows imported from outside (IPFIX, Zeek) take this one path; their Host
+// and ID are set by the caller, and source names them in errors and logs.
+func (s *Server) storeFlows(ctx context.Context, fs flowstore.Store, source string, recs []flow.Record) error {
+	if fs == nil {
+		return fmt.Errorf("manager: ingest flows from %s: flow store not open", source)
+	}
+	// An agent only knows its own workloads, an exporter none; the
+	// inventory names the other end, so a cross-host flow is found by
+	// either workload's name.
+	ev, _, err := s.evals.get(ctx, 0)
+	if err != nil {
+		s.log.Warn("flows: no inventory to name workloads", "source", source, "err", err)
+		ev = nil
+	}
+	if ev != nil {
+		d := eval.Decision{Points: make([]eval.Point, 0, 2)}
+		for i := range recs {
+			r := &recs[i]
+			if r.SrcWorkload == "" {
+				r.SrcWorkload, _ = ev.WorkloadOf(r.Src)
+			}
+			if r.DstWorkload == "" {
+				r.DstWorkload, _ = ev.WorkloadOf(r.Dst)
+			}
+			r.StagedRuleID = stagedRule(ev, r, &d)
+		}
+	}
+	if err := fs.Ingest(ctx, recs); err != nil {
+		return fmt.Errorf("manager: ingest %d flows from %s: %w", len(recs), source, err)
 	}
 	return nil
 }
@@ -226,14 +237,13 @@ func (s *Server) handleFlows(w http.ResponseWriter, r *http.Request) error {
 // rules were enforced, when that is not the rule that did: staged rules
 // are not in the kernel, so this is where they are counted. It uses the
 // latest revision, which may be newer than the one the flow met.
-func stagedRule(ev *eval.Evaluator, r *flow.Record) uint32 {
+// d is scratch space reused between records.
+func stagedRule(ev *eval.Evaluator, r *flow.Record, d *eval.Decision) uint32 {
 	f := eval.Flow{Src: r.Src, Dst: r.Dst, Proto: r.Proto, Port: r.DstPort, ICMPType: -1, ICMPCode: -1}
 	if r.IsICMP() {
 		f.Port, f.ICMPType, f.ICMPCode = 0, int16(r.ICMPType), int16(r.ICMPCode)
 	}
-	var d eval.Decision
-	d.Points = make([]eval.Point, 0, 2)
-	ev.EvaluateInto(f, &d)
+	ev.EvaluateInto(f, d)
 	if d.StagedRuleID == 0 || d.StagedRuleID == d.RuleID {
 		return 0
 	}
