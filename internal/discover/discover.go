@@ -201,7 +201,9 @@ func Propose(workloads []*policy.Workload, flows []flow.Record, opts Options) []
 	seen := map[string]uint64{}
 	for i := range flows {
 		r := &flows[i]
-		if r.Kind == flow.KindDrop || r.Verdict == flow.Drop || r.Verdict == flow.Reject {
+		// Drops, and connections nobody answered (a scan's), show no
+		// service.
+		if r.Unanswered() {
 			continue
 		}
 		s, ok1 := resolve(r.SrcWorkload, r.Src)

@@ -130,6 +130,27 @@ type Record struct {
 	StagedRuleID uint32
 }
 
+// Unanswered reports whether the record is an attempt the destination never
+// answered with data: dropped or rejected, a TCP connection refused (one
+// reset back) or never answered, a UDP or ICMP probe with no reply. A
+// record without packet counters (an import that lacks them) is not.
+// Nothing listened, so such a record says nothing about a service.
+func (r *Record) Unanswered() bool {
+	if r.Kind == KindDrop || r.Verdict == Drop || r.Verdict == Reject {
+		return true
+	}
+	if r.SrcPackets == 0 {
+		return false
+	}
+	if r.Proto == protoTCP {
+		// Refused: SYN (and maybe a retry) out, a RST back. An accepted
+		// connection has SYN, ACK and FIN or RST out and at least the
+		// SYN-ACK back.
+		return r.DstPackets == 0 || r.DstPackets <= 1 && r.SrcPackets <= 2
+	}
+	return r.DstPackets == 0
+}
+
 // IsICMP reports whether the record's protocol is ICMP or ICMPv6.
 func (r *Record) IsICMP() bool { return r.Proto == protoICMP || r.Proto == protoICMPv6 }
 

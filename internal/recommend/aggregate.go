@@ -148,7 +148,7 @@ func (a *Aggregator) Add(rec *flow.Record) {
 		a.stats.Excluded++
 		return
 	}
-	if rec.Proto == 6 && unanswered(rec) {
+	if rec.Proto == 6 && rec.Unanswered() {
 		a.stats.Refused++
 		return
 	}

@@ -67,29 +67,6 @@ func NewScanDetector(threshold int) *ScanDetector {
 	return &ScanDetector{threshold: min(threshold, maxScanTargets), src: map[netip.Addr]*scanState{}}
 }
 
-// unanswered reports whether a record is an attempt the destination never
-// answered with data: dropped or rejected by a firewall, a TCP connection
-// refused (one reset back) or never answered, a UDP or ICMP probe with no
-// reply.
-func unanswered(rec *flow.Record) bool {
-	if rec.Kind == flow.KindDrop || rec.Verdict == flow.Drop || rec.Verdict == flow.Reject {
-		return true
-	}
-	if rec.SrcPackets == 0 {
-		return false // no counters (an import without them): unknown
-	}
-	switch rec.Proto {
-	case 6:
-		// A refused connection: SYN (and maybe a retry) out, a RST back.
-		// An accepted one has at least SYN, ACK and FIN or RST out and
-		// SYN-ACK back; a SYN-ACK is 40-60 bytes, so a reply of that size
-		// with no more packets than the handshake carried no data.
-		return rec.DstPackets == 0 || rec.DstPackets <= 1 && rec.SrcPackets <= 2
-	default:
-		return rec.DstPackets == 0
-	}
-}
-
 // Add looks at one record; rec is not kept.
 func (d *ScanDetector) Add(rec *flow.Record) {
 	if !rec.Src.IsValid() {
@@ -101,7 +78,7 @@ func (d *ScanDetector) Add(rec *flow.Record) {
 		d.src[rec.Src] = st
 	}
 	st.connections++
-	if !unanswered(rec) {
+	if !rec.Unanswered() {
 		return
 	}
 	if st.failed == nil {
