@@ -87,6 +87,7 @@ func TestLabEndToEnd(t *testing.T) {
 	t.Run("UpAgain", e.testUpAgain)
 	t.Run("Inventory", e.testInventory)
 	t.Run("Flows", e.testFlows)
+	t.Run("DiscoverRecommend", e.testDiscoverRecommend)
 	t.Run("Policy", e.testPolicy)
 
 	start = time.Now()
@@ -135,6 +136,54 @@ type e2e struct {
 	env    []string
 	st     *lab.State
 	client *apiclient.Client
+}
+
+// checkAllowed connects from inside workloads along the scenario's
+// application flows; each must connect (and HTTP answer 200).
+func (e *e2e) checkAllowed(t *testing.T) {
+	t.Helper()
+	tcp := func(from, host string, port int) (int, string) {
+		return e.exec(from, "timeout", "3", "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/%d", host, port))
+	}
+	curl := func(from string, args ...string) (int, string) {
+		return e.exec(from, append([]string{"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "--cacert", e.st.LabCA}, args...)...)
+	}
+	allowed := []struct {
+		name string
+		http bool // the output is an HTTP status, which must be 200
+		run  func() (int, string)
+	}{
+		{"shopper1 -> www (web1) http", true, func() (int, string) { return curl("shopper1", "http://www.lab.test/") }},
+		{"shopper1 -> www (web1) https", true, func() (int, string) { return curl("shopper1", "https://www.lab.test/") }},
+		{"shopper1 -> web1 http over IPv6", true, func() (int, string) { return curl("shopper1", "-6", "http://web1.lab.test/") }},
+		{"partner1 -> api1:8080", true, func() (int, string) { return curl("partner1", "http://api.lab.test:8080/api/products") }},
+		{"legacy1 -> web1:8443", true, func() (int, string) { return curl("legacy1", "https://web1.lab.test:8443/products") }},
+		{"api1 -> db1:5432", false, func() (int, string) { return tcp("api1", "db1.lab.test", 5432) }},
+		{"api1 -> cache1:6379", false, func() (int, string) { return tcp("api1", "10.77.3.20", 6379) }},
+		{"jump1 -> db1 ssh", false, func() (int, string) { return tcp("jump1", "db1.lab.test", 22) }},
+		{"rdsh1 -> dir1 ldap", false, func() (int, string) { return tcp("rdsh1", "dir1.lab.test", 389) }},
+	}
+	for _, c := range allowed {
+		code, out := c.run()
+		if code != 0 || c.http && strings.TrimSpace(out) != "200" {
+			t.Errorf("%s: exit %d, output %q; want a connection (and HTTP 200)", c.name, code, out)
+		}
+	}
+}
+
+// cmdStdout runs the binary and returns its standard output only.
+func (e *e2e) cmdStdout(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := exec.CommandContext(ctx, e.bin, args...)
+	c.Env, c.Dir = e.env, e.root
+	var stderr strings.Builder
+	c.Stderr = &stderr
+	out, err := c.Output()
+	if err != nil {
+		return string(out) + stderr.String(), err
+	}
+	return string(out), nil
 }
 
 // cmd runs the binary and returns its combined output.
@@ -413,28 +462,7 @@ func (e *e2e) testPolicy(t *testing.T) {
 	if err != nil || len(revs) == 0 {
 		t.Fatalf("revisions: %v %v", revs, err)
 	}
-	rev := revs[0].Number
-	start := time.Now()
-	for {
-		hosts, err := e.client.Hosts(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		var behind []string
-		for _, h := range hosts {
-			if !h.InSync || h.RealizedRevision < rev || h.LastError != "" {
-				behind = append(behind, fmt.Sprintf("%s (realized %d, in sync %v, error %q)", h.Name, h.RealizedRevision, h.InSync, h.LastError))
-			}
-		}
-		if len(behind) == 0 && len(hosts) == 3 {
-			break
-		}
-		if time.Since(start) > 30*time.Second {
-			t.Fatalf("revision %d not realized after 30s: %s", rev, strings.Join(behind, "; "))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Logf("revision %d realized on every host in %s", rev, time.Since(start).Round(time.Millisecond))
+	e.waitRealized(t, revs[0].Number)
 	policyAt := time.Now()
 
 	// tcp probes with bash's /dev/tcp: 0 connected, 1 refused or reset,
@@ -442,30 +470,7 @@ func (e *e2e) testPolicy(t *testing.T) {
 	tcp := func(from, host string, port int) (int, string) {
 		return e.exec(from, "timeout", "3", "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/%d", host, port))
 	}
-	curl := func(from string, args ...string) (int, string) {
-		return e.exec(from, append([]string{"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "--cacert", e.st.LabCA}, args...)...)
-	}
-	allowed := []struct {
-		name string
-		http bool // the output is an HTTP status, which must be 200
-		run  func() (int, string)
-	}{
-		{"shopper1 -> www (web1) http", true, func() (int, string) { return curl("shopper1", "http://www.lab.test/") }},
-		{"shopper1 -> www (web1) https", true, func() (int, string) { return curl("shopper1", "https://www.lab.test/") }},
-		{"shopper1 -> web1 http over IPv6", true, func() (int, string) { return curl("shopper1", "-6", "http://web1.lab.test/") }},
-		{"partner1 -> api1:8080", true, func() (int, string) { return curl("partner1", "http://api.lab.test:8080/api/products") }},
-		{"legacy1 -> web1:8443", true, func() (int, string) { return curl("legacy1", "https://web1.lab.test:8443/products") }},
-		{"api1 -> db1:5432", false, func() (int, string) { return tcp("api1", "db1.lab.test", 5432) }},
-		{"api1 -> cache1:6379", false, func() (int, string) { return tcp("api1", "10.77.3.20", 6379) }},
-		{"jump1 -> db1 ssh", false, func() (int, string) { return tcp("jump1", "db1.lab.test", 22) }},
-		{"rdsh1 -> dir1 ldap", false, func() (int, string) { return tcp("rdsh1", "dir1.lab.test", 389) }},
-	}
-	for _, c := range allowed {
-		code, out := c.run()
-		if code != 0 || c.http && strings.TrimSpace(out) != "200" {
-			t.Errorf("%s: exit %d, output %q; want a connection (and HTTP 200)", c.name, code, out)
-		}
-	}
+	e.checkAllowed(t)
 	// Addresses, not names: the attacker may not even ask the DNS server.
 	dropped := []struct {
 		name, from, host string
