@@ -36,6 +36,10 @@ type Flow struct {
 	// StagedRuleID is the staged rule that would have decided this flow
 	// had staged rules been enforced (0: none, or the same as RuleID).
 	StagedRuleID uint32 `json:"stagedRuleId,omitempty"`
+	// Mirror marks another host's view of a connection whose primary
+	// record (from the source workload's host) is listed too; the map,
+	// compliance and recommendations count only the primary.
+	Mirror bool `json:"mirror,omitempty"`
 }
 
 // FlowQuery parameters of GET /api/v1/flows.

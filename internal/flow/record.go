@@ -128,6 +128,12 @@ type Record struct {
 	// rules are not in the kernel: the manager fills this from the
 	// evaluator at ingest, which is how staged rules are counted.
 	StagedRuleID uint32
+
+	// Mirror marks a second view of a connection: every agent host a
+	// connection crosses reports it, and only the record of its primary
+	// host (the source workload's, else the destination's) counts in the
+	// analyses. The manager sets it at ingest.
+	Mirror bool
 }
 
 // Unanswered reports whether the record is an attempt the destination never

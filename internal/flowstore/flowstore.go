@@ -45,6 +45,9 @@ type Filter struct {
 	RuleID   uint32
 	// StagedRuleID selects flows a staged rule would have decided.
 	StagedRuleID uint32
+	// NoMirrors leaves out mirror records (a second host's view of a
+	// connection), so that each connection is read once.
+	NoMirrors bool
 	// Since and Until select flows active at some time between them:
 	// last seen at or after Since, started before Until.
 	Since, Until time.Time

@@ -41,4 +41,6 @@ CREATE INDEX flows_seen ON flows(seen_ns);
 `,
 	// 2: the staged rule that would have decided the flow.
 	`ALTER TABLE flows ADD COLUMN staged_rule INTEGER NOT NULL DEFAULT 0;`,
+	// 3: a second host's view of a connection (flow.Record.Mirror).
+	`ALTER TABLE flows ADD COLUMN mirror INTEGER NOT NULL DEFAULT 0;`,
 }

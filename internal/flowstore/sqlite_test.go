@@ -411,3 +411,32 @@ func TestAcknowledgedBatchSurvivesCrash(t *testing.T) {
 		t.Fatalf("%d records after the crash, want 1000", len(got))
 	}
 }
+
+// TestNoMirrors: a connection two hosts report is read once with
+// NoMirrors, and both records stay for the flow list.
+func TestNoMirrors(t *testing.T) {
+	s := openTest(t)
+	a := conn("hv1/a/1", "10.0.0.1", "10.0.0.2", 443, t0)
+	b := conn("hv2/b/1", "10.0.0.1", "10.0.0.2", 443, t0)
+	b.Host, b.Mirror = "hv2", true
+	mustIngest(t, s, a, b)
+	var got []string
+	if err := s.Scan(context.Background(), Filter{NoMirrors: true}, func(r *flow.Record) error {
+		got = append(got, r.ID)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != a.ID {
+		t.Errorf("NoMirrors scan read %v, want only %s", got, a.ID)
+	}
+	all := mustQuery(t, s, Filter{})
+	if len(all) != 2 {
+		t.Fatalf("query: %d records, want both", len(all))
+	}
+	for _, r := range all {
+		if r.Mirror != (r.ID == b.ID) {
+			t.Errorf("record %s: mirror %v after a round trip", r.ID, r.Mirror)
+		}
+	}
+}

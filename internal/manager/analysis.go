@@ -58,7 +58,8 @@ func parseAgo(v string, now time.Time) (time.Time, error) {
 
 // analysisWindow reads since and until into a flow filter.
 func analysisWindow(since, until string, now time.Time) (flowstore.Filter, error) {
-	var f flowstore.Filter
+	// A connection between two hosts counts once.
+	f := flowstore.Filter{NoMirrors: true}
 	var err error
 	if f.Since, err = parseAgo(since, now); err != nil {
 		return f, err

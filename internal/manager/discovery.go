@@ -102,7 +102,7 @@ func (s *Server) handleRecommend(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The window streams through the aggregator: no record is kept. A
 	// first pass finds the scanners, whose connections get no rule.
-	window := flowstore.Filter{Since: since, Until: until}
+	window := flowstore.Filter{Since: since, Until: until, NoMirrors: true}
 	var scanners []recommend.Scanner
 	if o.ScanThreshold >= 0 {
 		det := recommend.NewScanDetector(o.ScanThreshold)
@@ -216,7 +216,7 @@ func (s *Server) proposals(r *http.Request, since string) ([]*policy.Workload, [
 		return nil, nil, err
 	}
 	var recs []flow.Record
-	err = s.flows.Scan(ctx, flowstore.Filter{Since: from, Verdict: flow.Allow}, func(rec *flow.Record) error {
+	err = s.flows.Scan(ctx, flowstore.Filter{Since: from, Verdict: flow.Allow, NoMirrors: true}, func(rec *flow.Record) error {
 		if rec.Kind == flow.KindDrop {
 			return nil
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -55,14 +56,75 @@ func (s *Server) closeFlows() error {
 // that host's name, so that no host can write over another's flows.
 func (s *Server) IngestFlows(ctx context.Context, host string, recs []flow.Record) error {
 	prefix := host + "/"
+	primary := s.primaryHosts(ctx)
 	for i := range recs {
 		r := &recs[i]
 		r.Host = host
 		if !strings.HasPrefix(r.ID, prefix) {
 			r.ID = prefix + r.ID
 		}
+		if p := primary(r); p != "" && p != host {
+			r.Mirror = true
+		}
 	}
 	return s.storeFlows(ctx, s.flows, host, recs)
+}
+
+// primaryHosts returns a function naming a connection's primary host: the
+// agent host of its source workload, else of its destination workload; ""
+// when neither end is a workload on a host that runs an agent. Every agent
+// host a connection crosses reports it; the records of the others are
+// mirrors, kept for the flow list and skipped by the analyses, so that a
+// connection between two hosts counts once. A host that stops reporting
+// (its agent is down) leaves only mirrors of its connections until it comes
+// back: they are not promoted.
+func (s *Server) primaryHosts(ctx context.Context) func(*flow.Record) string {
+	none := func(*flow.Record) string { return "" }
+	e, err := s.evals.entry(ctx, 0)
+	if err != nil {
+		return none
+	}
+	agents := s.agentHostSet(ctx)
+	hostOf := func(a netip.Addr) string {
+		name, ok := e.eval.WorkloadOf(a)
+		if !ok {
+			return ""
+		}
+		w := e.set.Workloads[name]
+		if w == nil || !agents[w.Spec.Host] {
+			return ""
+		}
+		return w.Spec.Host
+	}
+	return func(r *flow.Record) string {
+		if h := hostOf(r.Src); h != "" {
+			return h
+		}
+		return hostOf(r.Dst)
+	}
+}
+
+// agentHostSet is the enrolled, unrevoked agent hosts, read from the store
+// at most every 10 seconds.
+func (s *Server) agentHostSet(ctx context.Context) map[string]bool {
+	s.agentHostsMu.Lock()
+	defer s.agentHostsMu.Unlock()
+	if s.agentHosts != nil && s.now().Sub(s.agentHostsAt) < 10*time.Second {
+		return s.agentHosts
+	}
+	hosts, err := s.store.Hosts(ctx)
+	if err != nil {
+		s.log.Warn("flows: list agent hosts", "err", err)
+		return s.agentHosts
+	}
+	m := make(map[string]bool, len(hosts))
+	for _, h := range hosts {
+		if h.Revoked.IsZero() {
+			m[h.Name] = true
+		}
+	}
+	s.agentHosts, s.agentHostsAt = m, s.now()
+	return m
 }
 
 // storeFlows names both ends of each record from the inventory, computes
@@ -200,7 +262,7 @@ func apiFlow(r *flow.Record) api.Flow {
 		SrcWorkload: r.SrcWorkload, DstWorkload: r.DstWorkload,
 		SrcBytes: r.SrcBytes, SrcPackets: r.SrcPackets, DstBytes: r.DstBytes, DstPackets: r.DstPackets,
 		Start: r.Start, Seen: r.Seen,
-		RuleID: r.RuleID, Verdict: r.Verdict.String(), StagedRuleID: r.StagedRuleID,
+		RuleID: r.RuleID, Verdict: r.Verdict.String(), StagedRuleID: r.StagedRuleID, Mirror: r.Mirror,
 	}
 	if r.IsICMP() {
 		t, c := r.ICMPType, r.ICMPCode

@@ -93,6 +93,11 @@ type Server struct {
 
 	// flows is the flow store (flows.go), nil until openFlows.
 	flows flowstore.Store
+	// agentHosts caches the enrolled hosts for marking mirror flow records
+	// (flows.go).
+	agentHostsMu sync.Mutex
+	agentHostsAt time.Time
+	agentHosts   map[string]bool
 }
 
 // New opens (or creates) the manager's state in cfg.DataDir: store, CA and,
