@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -124,7 +125,7 @@ func (s *Server) handleFlowImport(w http.ResponseWriter, r *http.Request) error 
 // startFlowCollectors starts the IPFIX / NetFlow v9 collector when
 // cfg.IPFIXListen is set; it stops with ctx. A socket that cannot be
 // opened is an error now, not a log line later.
-func (s *Server) startFlowCollectors(ctx context.Context) error {
+func (s *Server) startFlowCollectors(ctx context.Context, bg *sync.WaitGroup) error {
 	if s.cfg.IPFIXListen == "" {
 		return nil
 	}
@@ -138,8 +139,8 @@ func (s *Server) startFlowCollectors(ctx context.Context) error {
 	c := &ipfix.Collector{Listen: s.cfg.IPFIXListen, Host: "ipfix"}
 	w := &collectorWriter{s: s, fs: s.flows, in: make(chan []flow.Record, collectorQueue)}
 	s.registerCollectorMetrics(c, w)
-	go w.run(ctx)
-	go func() {
+	bg.Go(func() { w.run(ctx) })
+	bg.Go(func() {
 		err := c.Serve(ctx, conn, func(recs []flow.Record) error {
 			// The collector reuses recs for the next datagram.
 			select {
@@ -151,7 +152,7 @@ func (s *Server) startFlowCollectors(ctx context.Context) error {
 		if err != nil {
 			s.log.Error("ipfix collector stopped", "err", err)
 		}
-	}()
+	})
 	s.log.Info("ipfix collector listening", "addr", conn.LocalAddr().String())
 	return nil
 }
@@ -186,6 +187,19 @@ func (w *collectorWriter) run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			// What arrived before the stop is stored, under a deadline
+			// of its own: the server waits for this goroutine.
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			for drained := false; !drained; {
+				select {
+				case recs := <-w.in:
+					batch = append(batch, recs...)
+				default:
+					drained = true
+				}
+			}
+			flush(fctx)
+			cancel()
 			return
 		case recs := <-w.in:
 			batch = append(batch, recs...)

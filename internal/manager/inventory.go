@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bulkhead/bulkhead/internal/api"
@@ -467,12 +468,12 @@ func (s *Server) pullSource(ctx context.Context, src store.Source, actor string)
 
 // startInventorySources starts the periodic sync of configured sources
 // (vCenter); they stop with ctx.
-func (s *Server) startInventorySources(ctx context.Context) {
+func (s *Server) startInventorySources(ctx context.Context, bg *sync.WaitGroup) {
 	ss, ok := s.store.(store.SourceStore)
 	if !ok {
 		return
 	}
-	go func() {
+	bg.Go(func() {
 		t := time.NewTicker(sourceTick)
 		defer t.Stop()
 		for {
@@ -483,7 +484,7 @@ func (s *Server) startInventorySources(ctx context.Context) {
 			case <-t.C:
 			}
 		}
-	}()
+	})
 }
 
 // syncDueSources syncs, one after the other, the sources whose interval

@@ -60,6 +60,11 @@ func (c Config) Validate() error {
 			return fmt.Errorf("manager config: agentListen: %q is not host:port: %w", c.AgentListen, err)
 		}
 	}
+	if c.IPFIXListen != "" {
+		if _, _, err := net.SplitHostPort(c.IPFIXListen); err != nil {
+			return fmt.Errorf("manager config: ipfixListen: %q is not host:port: %w", c.IPFIXListen, err)
+		}
+	}
 	switch c.LogLevel {
 	case "", "debug", "info", "warn", "error":
 	default:
@@ -208,16 +213,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	agentCtx, stopAgents := context.WithCancel(ctx)
+	// Background goroutines of this Serve (IPFIX collector, inventory
+	// source syncs). Deferred calls run last first: stop, then wait.
+	var bg sync.WaitGroup
+	defer bg.Wait()
 	defer stopAgents()
 	agentsDone, err := s.startAgents(agentCtx)
 	if err != nil {
 		return err
 	}
 	// Background work of other capabilities stops with the agent channel.
-	if err := s.startFlowCollectors(agentCtx); err != nil { // flowimport.go
+	if err := s.startFlowCollectors(agentCtx, &bg); err != nil { // flowimport.go
 		return err
 	}
-	s.startInventorySources(agentCtx) // inventory.go
+	s.startInventorySources(agentCtx, &bg) // inventory.go
 	s.log.Info("manager listening", "url", "https://"+ln.Addr().String(), "ca", filepath.Join(s.cfg.DataDir, "ca.crt"), "agents", s.AgentAddr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
