@@ -84,8 +84,11 @@ MSG
 The Bulkhead lab is up, and flows are flowing.
 
   Console:      $BULKHEAD_SERVER/
-                (the manager's HTTPS address; the web console comes with a later
-                issue, until then it serves the REST API under /api/v1)
+                Open it in a browser and log in by pasting the admin token
+                (the contents of $BULKHEAD_TOKEN_FILE). The browser asks you to
+                trust the manager's own CA ($BULKHEAD_CA) or to accept a warning.
+                Map: what talks to what; Recommendations: a zero-trust policy
+                for an app from its flows, applied in one click.
   Admin token:  $BULKHEAD_TOKEN_FILE
   CA:           $BULKHEAD_CA
 

@@ -34,6 +34,7 @@ func (s *Server) buildRoutes() []route {
 	rs = append(rs, s.analysisRoutes()...)   // analysis.go: map, compliance, what-if
 	rs = append(rs, s.discoveryRoutes()...)  // discovery.go: recommendations, app discovery
 	rs = append(rs, s.flowImportRoutes()...) // flowimport.go: Zeek and other flow imports
+	rs = append(rs, s.groupRoutes()...)      // groups.go: live group membership
 	return rs
 }
 

@@ -7,7 +7,9 @@ import { Hosts } from "./pages/Hosts";
 import { Inventory } from "./pages/Inventory";
 import { PolicyPage } from "./pages/Policy";
 import { History } from "./pages/History";
-import { Coming } from "./pages/Coming";
+import { MapPage } from "./pages/Map";
+import { Recommendations } from "./pages/Recommendations";
+import { Compliance } from "./pages/Compliance";
 
 // Session is who is logged in; canEdit follows the role (operators and
 // admins change policy, auditors only read).
@@ -18,17 +20,16 @@ export interface Session extends WhoAmI {
 interface NavItem {
   path: string;
   label: string;
-  coming?: string; // the API the page waits for
 }
 
 const nav: NavItem[] = [
-  { path: "/map", label: "Map", coming: "the flow map API (GET /api/v1/map: workloads and groups with observed flows)" },
-  { path: "/recommendations", label: "Recommendations", coming: "the recommendation API (draft policy and tag proposals from observed flows)" },
+  { path: "/map", label: "Map" },
+  { path: "/recommendations", label: "Recommendations" },
   { path: "/policy", label: "Policy" },
   { path: "/inventory", label: "Inventory" },
   { path: "/hosts", label: "Hosts" },
   { path: "/history", label: "History & audit" },
-  { path: "/compliance", label: "Compliance", coming: "the compliance API (which observed flows the published policy allows or drops)" },
+  { path: "/compliance", label: "Compliance" },
 ];
 
 export function App() {
@@ -70,7 +71,9 @@ export function App() {
 
   let page;
   if (!item) page = <p className="error">No page at {path}.</p>;
-  else if (item.coming) page = <Coming title={item.label} waitsFor={item.coming} />;
+  else if (item.path === "/map") page = <MapPage />;
+  else if (item.path === "/recommendations") page = <Recommendations session={session} />;
+  else if (item.path === "/compliance") page = <Compliance />;
   else if (item.path === "/policy") page = <PolicyPage session={session} />;
   else if (item.path === "/inventory") page = <Inventory />;
   else if (item.path === "/hosts") page = <Hosts />;
@@ -85,7 +88,7 @@ export function App() {
             <li key={n.path}>
               <a
                 href={n.path}
-                className={n === item ? "active" : n.coming ? "coming" : ""}
+                className={n === item ? "active" : ""}
                 aria-current={n === item ? "page" : undefined}
                 onClick={(e) => {
                   e.preventDefault();
@@ -93,7 +96,6 @@ export function App() {
                 }}
               >
                 {n.label}
-                {n.coming && <span className="soon">soon</span>}
               </a>
             </li>
           ))}

@@ -1,6 +1,8 @@
 // Small pieces every page uses: loading data, showing API errors, the route.
 import { useCallback, useEffect, useState, type ReactNode } from "react";
 import { ApiError } from "./api";
+import { presets, type Since } from "./analysis";
+import type { ComplianceCounts } from "./types";
 
 export function useRoute(): [string, (to: string) => void] {
   const [path, setPath] = useState(location.pathname);
@@ -107,5 +109,65 @@ export function DiffText({ text }: { text: string }) {
         </span>
       ))}
     </pre>
+  );
+}
+
+// WindowPicker chooses how far back a page looks: a preset or a custom
+// start time.
+export function WindowPicker({ value, onChange }: { value: Since; onChange: (s: Since) => void }) {
+  const custom = typeof value !== "string";
+  const [local, setLocal] = useState(() => {
+    const d = new Date(Date.now() - 24 * 3600 * 1000);
+    return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+  });
+  return (
+    <span className="row window-picker">
+      <label className="muted" htmlFor="window">
+        Window
+      </label>
+      <select
+        id="window"
+        aria-label="Window"
+        value={custom ? "custom" : value}
+        onChange={(e) => {
+          const v = e.target.value;
+          if (v === "custom") onChange({ from: new Date(local).toISOString() });
+          else onChange(v as Since);
+        }}
+      >
+        {presets.map((p) => (
+          <option key={String(p.value)} value={String(p.value)}>
+            {p.label}
+          </option>
+        ))}
+        <option value="custom">Since…</option>
+      </select>
+      {custom && (
+        <input
+          type="datetime-local"
+          aria-label="Since"
+          value={local}
+          onChange={(e) => {
+            setLocal(e.target.value);
+            const t = new Date(e.target.value);
+            if (!isNaN(t.getTime())) onChange({ from: t.toISOString() });
+          }}
+        />
+      )}
+    </span>
+  );
+}
+
+// Counts shows compliance counts as a bar and numbers.
+export function ComplianceBar({ counts, wide }: { counts?: ComplianceCounts; wide?: boolean }) {
+  if (!counts || counts.total === 0) return <span className="muted">no flows</span>;
+  const part = (k: keyof ComplianceCounts) => `${(100 * counts[k]) / counts.total}%`;
+  return (
+    <span className={wide ? "cbar wide" : "cbar"} title={`green ${counts.green}, amber ${counts.amber}, red ${counts.red}, dashed ${counts.dashed}`}>
+      <span className="seg green" style={{ width: part("green") }} />
+      <span className="seg dashed" style={{ width: part("dashed") }} />
+      <span className="seg amber" style={{ width: part("amber") }} />
+      <span className="seg red" style={{ width: part("red") }} />
+    </span>
   );
 }

@@ -142,3 +142,214 @@ export interface AuditEntry {
   revision?: number;
   diff?: string;
 }
+
+// Analysis (internal/api/analysis.go): the map, compliance, what-if.
+
+export type Level = "env" | "app" | "tier" | "workload";
+export type ComplianceClass = "green" | "amber" | "red" | "dashed";
+
+export interface ComplianceCounts {
+  green: number;
+  amber: number;
+  red: number;
+  dashed: number;
+  total: number;
+}
+
+export interface Traffic {
+  connections: number;
+  drops: number;
+  droppedPackets?: number;
+  bytesSent: number;
+  bytesReceived: number;
+  packets: number;
+  firstSeen?: string;
+  lastSeen?: string;
+  compliance?: ComplianceCounts;
+}
+
+export interface MapNode {
+  id: string;
+  level: Level;
+  env?: string;
+  app?: string;
+  tier?: string;
+  workload?: string;
+  external?: boolean;
+  address?: string;
+  range?: string;
+  members: number;
+  proposed?: number;
+  traffic: Traffic;
+}
+
+export interface MapService {
+  service: string;
+  connections: number;
+  drops?: number;
+}
+
+export interface MapEdge extends Traffic {
+  from: string;
+  to: string;
+  services: MapService[];
+  moreServices?: number;
+}
+
+export interface AnalysisWindow {
+  since?: string;
+  until?: string;
+}
+
+export interface MapResponse {
+  level: Level;
+  window: AnalysisWindow;
+  scope?: string;
+  revision: number;
+  nodes: MapNode[];
+  edges: MapEdge[];
+  total: Traffic;
+}
+
+export interface ComplianceRow {
+  node?: string;
+  from?: string;
+  to?: string;
+  counts: ComplianceCounts;
+  proposed?: number;
+}
+
+export interface ComplianceResponse {
+  level: Level;
+  window: AnalysisWindow;
+  revision: number;
+  nodes: ComplianceRow[];
+  edges: ComplianceRow[];
+  total: ComplianceCounts;
+}
+
+export interface WhatIfOutcome {
+  verdict: string;
+  ruleId: number;
+  rule: string;
+}
+
+export interface WhatIfExample {
+  change: "drop" | "allow";
+  src: string;
+  dst: string;
+  srcWorkload?: string;
+  dstWorkload?: string;
+  from: string;
+  to: string;
+  service: string;
+  flows: number;
+  bytes: number;
+  lastSeen?: string;
+  before: WhatIfOutcome;
+  after: WhatIfOutcome;
+}
+
+export interface WhatIfResponse {
+  baseline: number;
+  candidate: string;
+  level: Level;
+  window: AnalysisWindow;
+  records: number;
+  wouldDrop: number;
+  wouldAllow: number;
+  changed: number;
+  edges: { from: string; to: string; wouldDrop: number; wouldAllow: number }[];
+  examples: WhatIfExample[];
+}
+
+// Recommendations (internal/api/discovery.go).
+
+export interface WireDocument {
+  source: { File: string; Index: number };
+  object: Resource<string, unknown>;
+}
+
+export interface RuleEvidence {
+  flows: number;
+  bytes: number;
+  firstSeen?: string;
+  lastSeen?: string;
+  examples?: string[];
+}
+
+export interface Scanner {
+  address: string;
+  workload?: string;
+  failed: number;
+  targets: number;
+  ports: number;
+  connections: number;
+  first?: string;
+  last?: string;
+  examples?: string[];
+}
+
+export interface RecommendResponse {
+  documents: WireDocument[];
+  evidence: Record<string, RuleEvidence>;
+  changes: { incremental: boolean; added?: string[]; unchanged?: string[]; stale?: string[]; removed?: string[] };
+  reused?: string[];
+  since: string;
+  until: string;
+  records: number;
+  connections: number;
+  refused?: number;
+  scanners?: Scanner[];
+  revision?: number;
+  applied?: Change[];
+}
+
+// Flows (internal/api/flow.go) and the evaluator's answer (POST /eval).
+
+export interface Flow {
+  id: string;
+  kind: "update" | "end" | "drop";
+  host: string;
+  src: string;
+  dst: string;
+  proto: string;
+  srcPort?: number;
+  dstPort?: number;
+  icmpType?: number;
+  icmpCode?: number;
+  srcWorkload?: string;
+  dstWorkload?: string;
+  srcBytes: number;
+  srcPackets: number;
+  dstBytes: number;
+  dstPackets: number;
+  start: string;
+  end?: string;
+  seen: string;
+  ruleId: number;
+  verdict: string;
+  stagedRuleId?: number;
+}
+
+export interface EvalResponse {
+  revision: number;
+  verdict: string;
+  ruleId: number;
+  rule: string;
+  enforced: boolean;
+  stagedVerdict?: string;
+  stagedRuleId?: number;
+  stagedRule?: string;
+}
+
+// Group membership (internal/api/groups.go).
+
+export interface GroupMembers {
+  group: string;
+  revision: number;
+  workloads: { name: string; ips: string[] }[];
+  addresses: string[];
+  users?: string[];
+  fqdns?: string[];
+}
