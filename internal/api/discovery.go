@@ -107,6 +107,9 @@ type RecommendChanges struct {
 	Unchanged   []string `json:"unchanged,omitempty"`
 	Stale       []string `json:"stale,omitempty"`
 	Removed     []string `json:"removed,omitempty"`
+	// Promoted are staged rules of the earlier recommendation that this
+	// one (not staged) enforces.
+	Promoted []string `json:"promoted,omitempty"`
 }
 
 // DiscoverSince is the query parameter of GET /api/v1/discover/apps: the

@@ -127,8 +127,8 @@ func (g *globals) printRecommendation(req api.RecommendRequest, resp api.Recomme
 		}
 	}
 	if ch.Incremental {
-		fmt.Fprintf(w, "# Changes to the existing policy: %d added, %d unchanged, %d stale, %d removed.\n",
-			len(ch.Added), len(ch.Unchanged), len(ch.Stale), len(ch.Removed))
+		fmt.Fprintf(w, "# Changes to the existing policy: %d added, %d unchanged, %d stale, %d removed, %d staged rules enforced.\n",
+			len(ch.Added), len(ch.Unchanged), len(ch.Stale), len(ch.Removed), len(ch.Promoted))
 	} else {
 		fmt.Fprintf(w, "# New policy: %d rules.\n", len(ch.Added))
 	}
@@ -136,6 +136,7 @@ func (g *globals) printRecommendation(req api.RecommendRequest, resp api.Recomme
 	list("unchanged", ch.Unchanged)
 	list("stale: no flow in the window; --prune removes them", ch.Stale)
 	list("removed", ch.Removed)
+	list("enforced (were staged)", ch.Promoted)
 	if resp.Refused > 0 {
 		fmt.Fprintf(w, "# %d TCP connections were refused or never answered: no rule for them.\n", resp.Refused)
 	}

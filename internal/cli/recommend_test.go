@@ -113,9 +113,18 @@ func TestRecommendCommand(t *testing.T) {
 	if n := strings.Count(out, "- name:"); n != 3 || strings.Count(out, "mode: staged") != n {
 		t.Errorf("published policy:\n%s", out)
 	}
-	out = mustRun(t, "", with("recommend", "--scope", "app=shop", "--apply")...)
+	out = mustRun(t, "", with("recommend", "--scope", "app=shop", "--apply", "--staged")...)
 	if !strings.Contains(out, "0 added") || !strings.Contains(out, "# no change (revision 1)") {
 		t.Errorf("second run:\n%s", out)
+	}
+	// Staged first, then enforced: a run that is not staged enforces them.
+	out = mustRun(t, "", with("recommend", "--scope", "app=shop", "--apply")...)
+	if !strings.Contains(out, "0 added") || !strings.Contains(out, "3 staged rules enforced") || !strings.Contains(out, "# revision 2 published") {
+		t.Errorf("run without --staged after a staged one:\n%s", out)
+	}
+	out = mustRun(t, "", with("get", "policy", "recommended-app-shop", "-o", "yaml")...)
+	if strings.Count(out, "- name:") != 3 || strings.Contains(out, "mode: staged") {
+		t.Errorf("published policy after enforcing:\n%s", out)
 	}
 
 	out = mustRun(t, "", with("discover", "apps")...)

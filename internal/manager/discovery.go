@@ -130,7 +130,7 @@ func (s *Server) handleRecommend(w http.ResponseWriter, r *http.Request) error {
 		Evidence: map[string]api.RuleEvidence{}, Reused: d.Reused,
 		Since: since, Until: until, Records: st.Records, Connections: st.Connections, Refused: st.Refused,
 		Changes: api.RecommendChanges{Incremental: d.Changes.Incremental, Added: d.Changes.Added,
-			Unchanged: d.Changes.Unchanged, Stale: d.Changes.Stale, Removed: d.Changes.Removed},
+			Unchanged: d.Changes.Unchanged, Stale: d.Changes.Stale, Removed: d.Changes.Removed, Promoted: d.Changes.Promoted},
 	}
 	var byAddr map[netip.Addr]string
 	if len(scanners) > 0 {
@@ -162,7 +162,7 @@ func (s *Server) handleRecommend(w http.ResponseWriter, r *http.Request) error {
 		resp.Evidence[name] = re
 	}
 	if req.Apply {
-		summary := fmt.Sprintf("recommend %s: %d rules added, %d removed", req.Scope, len(d.Changes.Added), len(d.Changes.Removed))
+		summary := fmt.Sprintf("recommend %s: %d rules added, %d removed, %d enforced", req.Scope, len(d.Changes.Added), len(d.Changes.Removed), len(d.Changes.Promoted))
 		if req.Staged {
 			summary += " (staged)"
 		}

@@ -522,6 +522,12 @@ func (r *recommender) extend(d *Draft, prev *policy.Policy, cov *coverage, added
 			d.Changes.Removed = append(d.Changes.Removed, rule.Name)
 			continue
 		}
+		// Staged first, then enforced: a run that is not staged enforces
+		// the rules an earlier staged run added.
+		if rule.Mode == policy.ModeStaged && r.opt.Mode != policy.ModeStaged {
+			rule.Mode = ""
+			d.Changes.Promoted = append(d.Changes.Promoted, rule.Name)
+		}
 		rules = append(rules, rule)
 	}
 	if !inserted {

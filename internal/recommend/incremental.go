@@ -24,6 +24,10 @@ type Changes struct {
 	Stale []string
 	// Removed are the stale rules the draft drops (Options.Prune).
 	Removed []string
+	// Promoted are existing staged rules the draft enforces: a draft that
+	// is not itself staged (Options.Mode) enforces what an earlier staged
+	// recommendation added.
+	Promoted []string
 }
 
 // coverage answers whether the rules of an existing policy already allow
