@@ -137,8 +137,8 @@ type Record struct {
 }
 
 // Unanswered reports whether the record is an attempt the destination never
-// answered with data: dropped or rejected, a TCP connection refused (one
-// reset back) or never answered, a UDP or ICMP probe with no reply. A
+// answered: dropped or rejected, a TCP connection refused (nothing back but
+// one reset) or not answered at all, a UDP or ICMP probe with no reply. A
 // record without packet counters (an import that lacks them) is not.
 // Nothing listened, so such a record says nothing about a service.
 func (r *Record) Unanswered() bool {
@@ -148,11 +148,15 @@ func (r *Record) Unanswered() bool {
 	if r.SrcPackets == 0 {
 		return false
 	}
-	if r.Proto == protoTCP {
-		// Refused: SYN (and maybe a retry) out, a RST back. An accepted
-		// connection has SYN, ACK and FIN or RST out and at least the
-		// SYN-ACK back.
-		return r.DstPackets == 0 || r.DstPackets <= 1 && r.SrcPackets <= 2
+	if r.Proto == protoTCP && r.DstPackets == 1 {
+		// One packet back: a reset carries no TCP options, so it is a
+		// bare header (40 bytes over IPv4, 60 over IPv6); a SYN-ACK
+		// from Linux carries options and is longer.
+		bare := uint64(40)
+		if r.Dst.Is6() && !r.Dst.Is4In6() {
+			bare = 60
+		}
+		return r.DstBytes <= bare
 	}
 	return r.DstPackets == 0
 }

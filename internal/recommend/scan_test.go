@@ -16,7 +16,7 @@ func scanRecord(src, dst string, dport uint16, sent, replied uint64) flow.Record
 	t := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
 	return flow.Record{ID: fmt.Sprintf("%s-%s-%d", src, dst, dport), Kind: flow.KindEnd, Proto: 6,
 		Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst), SrcPort: 40000, DstPort: dport,
-		SrcPackets: sent, SrcBytes: 60 * sent, DstPackets: replied, DstBytes: 60 * replied,
+		SrcPackets: sent, SrcBytes: 60 * sent, DstPackets: replied, DstBytes: 40 * replied,
 		Start: t, Seen: t.Add(time.Second), End: t.Add(time.Second), Verdict: flow.Allow, RuleID: 1}
 }
 
