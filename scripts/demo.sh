@@ -42,6 +42,11 @@ preflight() {
     echo "make $1 needs: ${missing[*]} (packages iproute2 and nftables)" >&2
     exit 1
   fi
+  # The web console is built with Node.js (20.19 or newer) and npm.
+  if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+    echo "make $1 needs node and npm to build the web console (Node.js 20.19 or newer)" >&2
+    exit 1
+  fi
 }
 
 # The demo before the lab ran a bare manager from .demo; stop it if it
@@ -98,9 +103,12 @@ Point the CLI at the lab's manager (as root):
 
 Then try:
 
-  $BIN flows --to db1 --since 5m          # who talks to the database, which rule decided
-  $BIN apply -f examples/lab-shop-policy.yaml -m "zero trust for the shop"
-  $BIN lab exec attacker -- nc -zv -w 2 10.77.3.10 5432    # db1: dropped once the policy is in
+  $BIN map --level app --since 1h         # what talks to what, by application
+  $BIN discover apps --since 1h           # tags proposed for the untagged workloads
+  $BIN recommend --scope 'all()' --since 1h            # a zero-trust draft with its evidence
+  $BIN recommend --scope 'all()' --since 1h --apply    # publish it to every agent
+  $BIN compliance --level app --since 1h  # green, red only for the attacker
+  $BIN lab exec attacker -- nc -zv -w 2 10.77.3.10 5432    # db1: dropped now
 
 More in README.md ("A five-minute tour"). Remove the lab with: make demo-down
 MSG
