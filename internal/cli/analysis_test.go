@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -16,32 +13,7 @@ import (
 
 	"github.com/bulkhead/bulkhead/internal/api"
 	"github.com/bulkhead/bulkhead/internal/flow"
-	"github.com/bulkhead/bulkhead/internal/manager"
 )
-
-// startAnalysisManager is startManager that also hands back the server, so
-// that the test can ingest flow records as the agents' channel would.
-func startAnalysisManager(t *testing.T) (*manager.Server, []string) {
-	t.Helper()
-	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := manager.New(manager.Config{DataDir: dir, Listen: ln.Addr().String()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; srv.Close() })
-	t.Setenv("BULKHEAD_CONFIG", filepath.Join(dir, "cli.yaml"))
-	for _, v := range []string{"BULKHEAD_SERVER", "BULKHEAD_TOKEN", "BULKHEAD_TOKEN_FILE", "BULKHEAD_CA"} {
-		t.Setenv(v, "")
-	}
-	return srv, []string{"--server", "https://" + ln.Addr().String(), "--token-file", filepath.Join(dir, manager.AdminTokenFile), "--ca", filepath.Join(dir, "ca.crt")}
-}
 
 const cliInventory = `apiVersion: bulkhead.io/v1
 kind: Workload
@@ -99,7 +71,7 @@ func writeFile(t *testing.T, name, text string) string {
 }
 
 func TestMapComplianceWhatIfCommands(t *testing.T) {
-	srv, conn := startAnalysisManager(t)
+	conn, srv := startManagerServer(t)
 	with := func(args ...string) []string { return append(args, conn...) }
 	mustRun(t, "", with("apply", "-f", writeFile(t, "inv.yaml", cliInventory))...)
 

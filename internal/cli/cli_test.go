@@ -20,12 +20,29 @@ import (
 // point the CLI at it.
 func startManager(t *testing.T) []string {
 	t.Helper()
+	flags, _ := startManagerWith(t, manager.Config{})
+	return flags
+}
+
+// startManagerServer is startManager that also returns the server, so that
+// a test can ingest flow records as an agent would.
+func startManagerServer(t *testing.T) ([]string, *manager.Server) {
+	t.Helper()
+	return startManagerWith(t, manager.Config{})
+}
+
+// startManagerWith runs a manager with cfg (its data dir and listen address
+// filled in) and keeps the developer's own CLI config and environment out
+// of the test.
+func startManagerWith(t *testing.T, cfg manager.Config) ([]string, *manager.Server) {
+	t.Helper()
 	dir := t.TempDir()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := manager.New(manager.Config{DataDir: dir, Listen: ln.Addr().String()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cfg.DataDir, cfg.Listen = dir, ln.Addr().String()
+	srv, err := manager.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,12 +50,11 @@ func startManager(t *testing.T) []string {
 	done := make(chan struct{})
 	go func() { srv.Serve(ctx, ln); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; srv.Close() })
-	// Keep the developer's own CLI config out of the tests.
 	t.Setenv("BULKHEAD_CONFIG", filepath.Join(dir, "cli.yaml"))
-	for _, v := range []string{"BULKHEAD_SERVER", "BULKHEAD_TOKEN", "BULKHEAD_TOKEN_FILE", "BULKHEAD_CA"} {
+	for _, v := range []string{"BULKHEAD_SERVER", "BULKHEAD_TOKEN", "BULKHEAD_TOKEN_FILE", "BULKHEAD_CA", "BULKHEAD_BOOTSTRAP_TOKEN"} {
 		t.Setenv(v, "")
 	}
-	return []string{"--server", "https://" + ln.Addr().String(), "--token-file", filepath.Join(dir, manager.AdminTokenFile), "--ca", filepath.Join(dir, "ca.crt")}
+	return []string{"--server", "https://" + ln.Addr().String(), "--token-file", filepath.Join(dir, manager.AdminTokenFile), "--ca", filepath.Join(dir, "ca.crt")}, srv
 }
 
 // run executes one CLI command line and returns its output and error.

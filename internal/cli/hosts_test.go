@@ -3,10 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"io"
-	"log/slog"
-	"net"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -19,24 +15,8 @@ import (
 // startManagerWithAgents is startManager with the agent channel on.
 func startManagerWithAgents(t *testing.T) []string {
 	t.Helper()
-	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := manager.New(manager.Config{DataDir: dir, Listen: ln.Addr().String(), AgentListen: "127.0.0.1:0"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; srv.Close() })
-	t.Setenv("BULKHEAD_CONFIG", filepath.Join(dir, "cli.yaml"))
-	for _, v := range []string{"BULKHEAD_SERVER", "BULKHEAD_TOKEN", "BULKHEAD_TOKEN_FILE", "BULKHEAD_CA", "BULKHEAD_BOOTSTRAP_TOKEN"} {
-		t.Setenv(v, "")
-	}
-	return []string{"--server", "https://" + ln.Addr().String(), "--token-file", filepath.Join(dir, manager.AdminTokenFile), "--ca", filepath.Join(dir, "ca.crt")}
+	flags, _ := startManagerWith(t, manager.Config{AgentListen: "127.0.0.1:0"})
+	return flags
 }
 
 // syncBuffer is a buffer the agent's logger and the test may share.

@@ -3,11 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,30 +11,6 @@ import (
 	"github.com/bulkhead/bulkhead/internal/flow"
 	"github.com/bulkhead/bulkhead/internal/manager"
 )
-
-// startManagerServer is startManager that also returns the server, so
-// that a test can ingest flow records as an agent would.
-func startManagerServer(t *testing.T) ([]string, *manager.Server) {
-	t.Helper()
-	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := manager.New(manager.Config{DataDir: dir, Listen: ln.Addr().String()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; srv.Close() })
-	t.Setenv("BULKHEAD_CONFIG", filepath.Join(dir, "cli.yaml"))
-	for _, v := range []string{"BULKHEAD_SERVER", "BULKHEAD_TOKEN", "BULKHEAD_TOKEN_FILE", "BULKHEAD_CA"} {
-		t.Setenv(v, "")
-	}
-	return []string{"--server", "https://" + ln.Addr().String(), "--token-file", filepath.Join(dir, manager.AdminTokenFile), "--ca", filepath.Join(dir, "ca.crt")}, srv
-}
 
 const cliShop = `apiVersion: bulkhead.io/v1
 kind: Workload
