@@ -40,6 +40,8 @@ type Flow struct {
 	// record (from the source workload's host) is listed too; the map,
 	// compliance and recommendations count only the primary.
 	Mirror bool `json:"mirror,omitempty"`
+	// User is the directory user behind the source, from login sessions.
+	User string `json:"user,omitempty"`
 }
 
 // FlowQuery parameters of GET /api/v1/flows.

@@ -20,6 +20,7 @@ type FlowQuery struct {
 	Until    string
 	Proto    string
 	Port     uint16
+	User     string // directory user behind the source
 	Limit    int
 }
 
@@ -38,6 +39,7 @@ func (q FlowQuery) values() url.Values {
 	set(api.FlowSince, q.Since)
 	set(api.FlowUntil, q.Until)
 	set(api.FlowProto, q.Proto)
+	set(api.FlowUser, q.User)
 	if q.Rule != 0 {
 		v.Set(api.FlowRule, strconv.FormatUint(uint64(q.Rule), 10))
 	}

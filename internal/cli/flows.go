@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -26,7 +27,8 @@ the denied attempts of one source to one destination port within a few
 seconds. --from and --to take a workload name, an IP address or a CIDR.`,
 		Example: `  bulkhead flows --since 10m
   bulkhead flows --to db-1 --verdict drop
-  bulkhead flows --from 10.0.0.0/24 --proto tcp --port 5432 -o json`,
+  bulkhead flows --from 10.0.0.0/24 --proto tcp --port 5432 -o json
+  bulkhead flows --from rdsh1 --user alice`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := g.checkOutput(); err != nil {
@@ -53,12 +55,22 @@ seconds. --from and --to take a workload name, an IP address or a CIDR.`,
 			if g.output != "table" {
 				return g.printData(flows)
 			}
+			// The USER column only when some source has a user (login
+			// sessions known): most data centers have none.
+			users := slices.ContainsFunc(flows, func(f api.Flow) bool { return f.User != "" })
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TIME\tSOURCE\tDESTINATION\tPROTO\tVERDICT\tRULE\tSENT\tRECEIVED\tDURATION")
+			header := "TIME\tSOURCE\tDESTINATION\tPROTO\tVERDICT\tRULE\tSENT\tRECEIVED\tDURATION"
+			if users {
+				header = "TIME\tUSER\tSOURCE\tDESTINATION\tPROTO\tVERDICT\tRULE\tSENT\tRECEIVED\tDURATION"
+			}
+			fmt.Fprintln(tw, header)
 			for i := range flows {
 				f := &flows[i]
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-					f.Seen.Local().Format(time.DateTime),
+				fmt.Fprint(tw, f.Seen.Local().Format(time.DateTime), "\t")
+				if users {
+					fmt.Fprint(tw, dash(f.User), "\t")
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 					endpoint(f.SrcWorkload, f.Src, f.SrcPort, f.Kind == "drop" && f.SrcPort == 0),
 					endpoint(f.DstWorkload, f.Dst, f.DstPort, false),
 					protoColumn(f), f.Verdict, ruleColumn(f),
@@ -80,6 +92,7 @@ seconds. --from and --to take a workload name, an IP address or a CIDR.`,
 	fl.StringVar(&q.Until, "until", "", "only flows started before this time (RFC 3339) or this long ago")
 	fl.StringVar(&q.Proto, "proto", "", "tcp, udp, icmp, icmpv6, sctp or a protocol number")
 	fl.UintVar(&port, "port", 0, "destination port")
+	fl.StringVar(&q.User, "user", "", "only flows of this directory user (from login sessions)")
 	fl.IntVar(&q.Limit, "limit", 100, "at most this many flows")
 	return cmd
 }

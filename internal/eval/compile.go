@@ -16,6 +16,7 @@ import (
 type compiler struct {
 	set *policy.Set
 	e   *Evaluator
+	dir Directory // nil: directory groups have no members
 
 	wlIPs   [][]netip.Addr // by workload index
 	wlTags  []map[string]string
@@ -35,12 +36,30 @@ type compiler struct {
 	profiles map[string]int32      // name -> index in Evaluator.profiles
 }
 
+// Directory resolves the directory groups a Group lists to user names,
+// nesting included. *directory.Directory implements it; eval does not
+// import it, so the evaluator stays free of LDAP.
+type Directory interface {
+	Members(group string) []string
+}
+
+// Option changes how Compile builds an Evaluator.
+type Option func(*compiler)
+
+// WithDirectory makes the users of a Group's directoryGroups members of it
+// on the source side, as if the group listed them in users. Without a
+// directory, directoryGroups match no one.
+func WithDirectory(d Directory) Option { return func(c *compiler) { c.dir = d } }
+
 // Compile turns a policy revision and its inventory into an Evaluator. It
 // checks what evaluation depends on (references, nesting cycles, addresses,
 // port specs, tag expressions) and names the object at fault; it does not
 // replace validation of the set.
-func Compile(s *policy.Set) (*Evaluator, error) {
+func Compile(s *policy.Set, opts ...Option) (*Evaluator, error) {
 	c := &compiler{set: s, e: &Evaluator{}}
+	for _, o := range opts {
+		o(c)
+	}
 	steps := []func() error{
 		c.workloads,
 		c.groups,
@@ -290,8 +309,8 @@ func (c *compiler) identities() error {
 }
 
 // contextGroups indexes the groups an endpoint joins by the flow's user
-// (source side) or destination name. Directory groups are not resolved to
-// users yet; the directory sync that will do it does not exist.
+// (source side: listed users and the members of listed directory groups)
+// or destination name.
 func (c *compiler) contextGroups() error {
 	e := c.e
 	users := map[string][]int32{}
@@ -300,6 +319,13 @@ func (c *compiler) contextGroups() error {
 		g := c.set.Groups[name]
 		for _, u := range g.Spec.Users {
 			users[u] = append(users[u], c.closure[gi]...)
+		}
+		if c.dir != nil {
+			for _, dg := range g.Spec.DirectoryGroups {
+				for _, u := range c.dir.Members(dg) {
+					users[u] = append(users[u], c.closure[gi]...)
+				}
+			}
 		}
 		for _, n := range g.Spec.FQDNs {
 			p := parseFQDNPattern(n)

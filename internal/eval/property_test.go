@@ -188,6 +188,13 @@ func naiveInGroup(s *policy.Set, name string, ip netip.Addr, user, fqdn string, 
 				return true
 			}
 		}
+		for _, dg := range g.Spec.DirectoryGroups {
+			for _, u := range naiveDirectory[dg] {
+				if u == user {
+					return true
+				}
+			}
+		}
 	}
 	if !source && fqdn != "" {
 		for _, n := range g.Spec.FQDNs {
@@ -203,6 +210,14 @@ func naiveInGroup(s *policy.Set, name string, ip netip.Addr, user, fqdn string, 
 	}
 	return false
 }
+
+// naiveDirectory is the directory of the random policies: group -> its
+// users, nesting resolved. "unsynced" is a group the directory lacks.
+var naiveDirectory = mapDirectory{"hr": {"alice"}, "staff": {"alice", "bob"}, "it": {"carol"}}
+
+type mapDirectory map[string][]string
+
+func (m mapDirectory) Members(group string) []string { return m[group] }
 
 func naiveNameMatches(pattern, name string) bool {
 	pattern = strings.ToLower(strings.TrimSuffix(pattern, "."))
@@ -342,7 +357,7 @@ func (g *gen) set() *policy.Set {
 	var groupNames []string
 	for i := range ngroups {
 		var spec policy.GroupSpec
-		for spec.Match == "" && spec.IPs == nil && spec.Groups == nil && spec.Users == nil && spec.FQDNs == nil {
+		for spec.Match == "" && spec.IPs == nil && spec.Groups == nil && spec.Users == nil && spec.DirectoryGroups == nil && spec.FQDNs == nil {
 			if g.chance(0.5) {
 				spec.Match = g.pick(genMatches...)
 			}
@@ -360,6 +375,9 @@ func (g *gen) set() *policy.Set {
 			}
 			if g.chance(0.15) {
 				spec.FQDNs = append(spec.FQDNs, g.pick(genNames...))
+			}
+			if g.chance(0.15) {
+				spec.DirectoryGroups = append(spec.DirectoryGroups, g.pick("hr", "staff", "it", "unsynced"))
 			}
 		}
 		name := fmt.Sprintf("g%d", i)
@@ -505,7 +523,7 @@ func TestAgainstReference(t *testing.T) {
 			var into Decision
 			for i := range policies {
 				s := g.set()
-				e, err := Compile(s)
+				e, err := Compile(s, WithDirectory(naiveDirectory))
 				if err != nil {
 					t.Fatalf("policy %d: Compile: %v", i, err)
 				}

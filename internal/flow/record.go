@@ -134,6 +134,11 @@ type Record struct {
 	// host (the source workload's, else the destination's) counts in the
 	// analyses. The manager sets it at ingest.
 	Mirror bool
+
+	// User is the directory user behind the connection's source (address
+	// and source port) when it started, from login sessions. The manager
+	// sets it at ingest; the agent never does.
+	User string
 }
 
 // Unanswered reports whether the record is an attempt the destination never

@@ -45,6 +45,8 @@ type Filter struct {
 	RuleID   uint32
 	// StagedRuleID selects flows a staged rule would have decided.
 	StagedRuleID uint32
+	// User selects flows of one directory user (flow.Record.User).
+	User string
 	// NoMirrors leaves out mirror records (a second host's view of a
 	// connection), so that each connection is read once.
 	NoMirrors bool

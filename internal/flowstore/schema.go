@@ -43,4 +43,6 @@ CREATE INDEX flows_seen ON flows(seen_ns);
 	`ALTER TABLE flows ADD COLUMN staged_rule INTEGER NOT NULL DEFAULT 0;`,
 	// 3: a second host's view of a connection (flow.Record.Mirror).
 	`ALTER TABLE flows ADD COLUMN mirror INTEGER NOT NULL DEFAULT 0;`,
+	// 4: the user behind the source (flow.Record.User).
+	`ALTER TABLE flows ADD COLUMN user TEXT NOT NULL DEFAULT '';`,
 }

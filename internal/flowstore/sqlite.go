@@ -159,7 +159,7 @@ func (s *SQLite) Close() error {
 func (s *SQLite) Skipped() uint64 { return s.skipped.Load() }
 
 const columns = "fid, kind, host, src, dst, proto, src_port, dst_port, icmp_type, icmp_code, src_wl, dst_wl, " +
-	"src_bytes, src_pkts, dst_bytes, dst_pkts, start_ns, end_ns, seen_ns, rule_id, verdict, staged_rule, mirror"
+	"src_bytes, src_pkts, dst_bytes, dst_pkts, start_ns, end_ns, seen_ns, rule_id, verdict, staged_rule, mirror, user"
 
 // upsertTail merges a record into its flow's row. Every SET expression
 // sees the row as it was, and each is idempotent (max, or a choice by
@@ -180,19 +180,20 @@ ON CONFLICT (start_ns, fid) DO UPDATE SET
 	rule_id   = CASE WHEN excluded.seen_ns > seen_ns THEN excluded.rule_id ELSE rule_id END,
 	verdict   = CASE WHEN excluded.seen_ns > seen_ns THEN excluded.verdict ELSE verdict END,
 	staged_rule = CASE WHEN excluded.seen_ns > seen_ns THEN excluded.staged_rule ELSE staged_rule END,
-	mirror    = CASE WHEN excluded.seen_ns > seen_ns THEN excluded.mirror ELSE mirror END`
+	mirror    = CASE WHEN excluded.seen_ns > seen_ns THEN excluded.mirror ELSE mirror END,
+	user      = CASE WHEN excluded.user <> '' THEN excluded.user ELSE user END`
 
 // upsertRows are the numbers of records one prepared upsert statement
 // takes, largest first; a batch is cut greedily into them. One statement
 // per record spent most of ingest in per-statement work (binding through
 // database/sql, stepping, resetting, and with a cancellable context a
 // goroutine per call): 256 rows a statement ingest about 1.5 times as many
-// records per CPU second (BenchmarkIngest). 256 x 23 parameters stay well
+// records per CPU second (BenchmarkIngest). 256 x 24 parameters stay well
 // under SQLite's limit of 32766.
 var upsertRows = [...]int{256, 64, 16, 4, 1}
 
 // columnCount is the number of columns in columns, one parameter each.
-const columnCount = 23
+const columnCount = 24
 
 // upsertSQL is the upsert of n records.
 func upsertSQL(n int) string {
@@ -216,7 +217,7 @@ func appendArgs(args []any, r *flow.Record) []any {
 		int64(r.Proto), int64(r.SrcPort), int64(r.DstPort), int64(r.ICMPType), int64(r.ICMPCode),
 		r.SrcWorkload, r.DstWorkload,
 		int64(r.SrcBytes), int64(r.SrcPackets), int64(r.DstBytes), int64(r.DstPackets),
-		nanos(r.Start), nanos(r.End), nanos(r.Seen), int64(r.RuleID), int64(r.Verdict), int64(r.StagedRuleID), r.Mirror)
+		nanos(r.Start), nanos(r.End), nanos(r.Seen), int64(r.RuleID), int64(r.Verdict), int64(r.StagedRuleID), r.Mirror, r.User)
 }
 
 // addrKey is an address as stored: 16 bytes, IPv4 mapped into IPv6, so
@@ -400,6 +401,10 @@ func filterWhere(f Filter) (string, []any) {
 	if f.NoMirrors {
 		where = append(where, "mirror = 0")
 	}
+	if f.User != "" {
+		where = append(where, "user = ?")
+		args = append(args, f.User)
+	}
 	if f.StagedRuleID != 0 {
 		where = append(where, "staged_rule = ?")
 		args = append(args, int64(f.StagedRuleID))
@@ -447,7 +452,7 @@ func (s *SQLite) each(ctx context.Context, q string, args []any, fn func(*flow.R
 		)
 		r = flow.Record{}
 		if err := rows.Scan(&r.ID, &kind, &r.Host, &src, &dst, &proto, &sport, &dport, &itype, &icode, &r.SrcWorkload, &r.DstWorkload,
-			&sb, &sp, &db, &dp, &start, &end, &seen, &rule, &verd, &staged, &r.Mirror); err != nil {
+			&sb, &sp, &db, &dp, &start, &end, &seen, &rule, &verd, &staged, &r.Mirror, &r.User); err != nil {
 			return fmt.Errorf("flowstore: query: %w", err)
 		}
 		r.Kind, r.Verdict = flow.Kind(kind), flow.Verdict(verd)

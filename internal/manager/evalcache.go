@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/bulkhead/bulkhead/internal/eval"
 	"github.com/bulkhead/bulkhead/internal/policy"
@@ -12,11 +13,13 @@ import (
 )
 
 // evalCache keeps the compiled evaluator of recently asked revisions, keyed
-// by revision and by the store's inventory version, so repeated evaluations do
+// by revision, by the store's inventory version and by the directory's
+// version (directoryGroups resolve through it), so repeated evaluations do
 // not recompile.
 type evalCache struct {
-	st store.Store
-	mu sync.Mutex
+	st    store.Store
+	ident *identity // the directory and login sessions (identity.go)
+	mu    sync.Mutex
 	// entries is small: the latest revision and a few historical ones.
 	entries []*evalEntry
 }
@@ -24,6 +27,7 @@ type evalCache struct {
 type evalEntry struct {
 	rev  int64
 	inv  int64 // store.InventoryVersion the entry was compiled with
+	dir  int64 // identity version of the directory it was compiled with
 	eval *eval.Evaluator
 	set  *policy.Set // the revision's policy with the inventory it was compiled with
 	// span is built on first use: only the agent channel needs it.
@@ -32,7 +36,7 @@ type evalEntry struct {
 
 const evalCacheSize = 4
 
-func newEvalCache(st store.Store) *evalCache { return &evalCache{st: st} }
+func newEvalCache(st store.Store) *evalCache { return &evalCache{st: st, ident: newIdentity(st)} }
 
 // get returns the evaluator for revision n (0 = latest) over the current
 // inventory, and the revision number it is for.
@@ -79,10 +83,14 @@ func (c *evalCache) entry(ctx context.Context, n int64) (*evalEntry, error) {
 	if err != nil {
 		return nil, err
 	}
+	dir, dirVersion, err := c.ident.directory(ctx, time.Now())
+	if err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range c.entries {
-		if e.rev == n && e.inv == inv {
+		if e.rev == n && e.inv == inv && e.dir == dirVersion {
 			return e, nil
 		}
 	}
@@ -98,11 +106,11 @@ func (c *evalCache) entry(ctx context.Context, n int64) (*evalEntry, error) {
 	for _, w := range wls {
 		set.Workloads[w.Metadata.Name] = w
 	}
-	ev, err := eval.Compile(set)
+	ev, err := eval.Compile(set, eval.WithDirectory(dir))
 	if err != nil {
 		return nil, fmt.Errorf("eval: compile revision %d: %w", rev.Number, err)
 	}
-	e := &evalEntry{rev: rev.Number, inv: inv, eval: ev, set: set}
+	e := &evalEntry{rev: rev.Number, inv: inv, dir: dirVersion, eval: ev, set: set}
 	c.entries = append([]*evalEntry{e}, c.entries...)
 	if len(c.entries) > evalCacheSize {
 		c.entries = c.entries[:evalCacheSize]

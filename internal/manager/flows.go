@@ -127,8 +127,8 @@ func (s *Server) agentHostSet(ctx context.Context) map[string]bool {
 	return m
 }
 
-// storeFlows names both ends of each record from the inventory, computes
-// its staged rule, and stores the batch in fs (the server's flow store;
+// storeFlows names both ends of each record from the inventory and its
+// user from the login sessions, computes its staged rule, and stores the batch in fs (the server's flow store;
 // background writers pass the one they started with). Agent flows and
 // flows imported from outside (IPFIX, Zeek) take this one path; their Host
 // and ID are set by the caller, and source names them in errors and logs.
@@ -145,7 +145,6 @@ func (s *Server) storeFlows(ctx context.Context, fs flowstore.Store, source stri
 		ev = nil
 	}
 	if ev != nil {
-		d := eval.Decision{Points: make([]eval.Point, 0, 2)}
 		for i := range recs {
 			r := &recs[i]
 			if r.SrcWorkload == "" {
@@ -154,7 +153,14 @@ func (s *Server) storeFlows(ctx context.Context, fs flowstore.Store, source stri
 			if r.DstWorkload == "" {
 				r.DstWorkload, _ = ev.WorkloadOf(r.Dst)
 			}
-			r.StagedRuleID = stagedRule(ev, r, &d)
+		}
+	}
+	// The user first: the staged rule may be decided by it.
+	s.nameUsers(ctx, recs)
+	if ev != nil {
+		d := eval.Decision{Points: make([]eval.Point, 0, 2)}
+		for i := range recs {
+			recs[i].StagedRuleID = stagedRule(ev, &recs[i], &d)
 		}
 	}
 	if err := fs.Ingest(ctx, recs); err != nil {
@@ -244,6 +250,7 @@ func flowFilter(r *http.Request, now time.Time) (flowstore.Filter, error) {
 		}
 	}
 	f.Host = q.Get(api.FlowHost)
+	f.User = userFilter(r) // identity.go
 	if v := q.Get(api.FlowLimit); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 || n > flowstore.MaxLimit {
@@ -262,7 +269,7 @@ func apiFlow(r *flow.Record) api.Flow {
 		SrcWorkload: r.SrcWorkload, DstWorkload: r.DstWorkload,
 		SrcBytes: r.SrcBytes, SrcPackets: r.SrcPackets, DstBytes: r.DstBytes, DstPackets: r.DstPackets,
 		Start: r.Start, Seen: r.Seen,
-		RuleID: r.RuleID, Verdict: r.Verdict.String(), StagedRuleID: r.StagedRuleID, Mirror: r.Mirror,
+		RuleID: r.RuleID, Verdict: r.Verdict.String(), StagedRuleID: r.StagedRuleID, Mirror: r.Mirror, User: r.User,
 	}
 	if r.IsICMP() {
 		t, c := r.ICMPType, r.ICMPCode
@@ -301,7 +308,7 @@ func (s *Server) handleFlows(w http.ResponseWriter, r *http.Request) error {
 // latest revision, which may be newer than the one the flow met.
 // d is scratch space reused between records.
 func stagedRule(ev *eval.Evaluator, r *flow.Record, d *eval.Decision) uint32 {
-	f := eval.Flow{Src: r.Src, Dst: r.Dst, Proto: r.Proto, Port: r.DstPort, ICMPType: -1, ICMPCode: -1}
+	f := eval.Flow{Src: r.Src, Dst: r.Dst, Proto: r.Proto, Port: r.DstPort, ICMPType: -1, ICMPCode: -1, User: r.User}
 	if r.IsICMP() {
 		f.Port, f.ICMPType, f.ICMPCode = 0, int16(r.ICMPType), int16(r.ICMPCode)
 	}

@@ -340,6 +340,11 @@ func (s *Server) handleSources(w http.ResponseWriter, r *http.Request) error {
 	for name, n := range count {
 		out = append(out, api.Source{Name: name, Kind: string(kind[name]), Records: n})
 	}
+	dirs, err := s.directorySourcesAsInventory(r.Context()) // identity.go: LDAP sources, users as records
+	if err != nil {
+		return err
+	}
+	out = append(out, dirs...)
 	slices.SortFunc(out, func(a, b api.Source) int { return strings.Compare(a.Name, b.Name) })
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -362,6 +367,9 @@ func (s *Server) handleCreateSource(w http.ResponseWriter, r *http.Request) erro
 	}
 	if err := validSourceName(req.Name); err != nil {
 		return httpError(http.StatusBadRequest, err)
+	}
+	if req.Kind == api.SourceKindLDAP {
+		return httpError(http.StatusBadRequest, fmt.Errorf("source %s: configure ldap sources with POST %s/directory/sources", req.Name, api.Prefix))
 	}
 	if req.Kind != string(inventory.KindVCenter) {
 		return httpError(http.StatusBadRequest, fmt.Errorf("source %s: kind %q: only vcenter sources are synced (import CMDB exports with POST %s/import/cmdb)", req.Name, req.Kind, api.Prefix))
@@ -397,6 +405,9 @@ func (s *Server) handleCreateSource(w http.ResponseWriter, r *http.Request) erro
 
 func (s *Server) handleDeleteSource(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
+	if err := s.notDirectorySource(r.Context(), name, "DELETE "+api.Prefix+"/directory/sources/"+name); err != nil {
+		return err
+	}
 	ss, err := s.sourceStore()
 	if err != nil {
 		return err
@@ -421,6 +432,9 @@ func (s *Server) handleDeleteSource(w http.ResponseWriter, r *http.Request) erro
 }
 
 func (s *Server) handleSyncSource(w http.ResponseWriter, r *http.Request) error {
+	if err := s.notDirectorySource(r.Context(), r.PathValue("name"), "POST "+api.Prefix+"/directory/sources/"+r.PathValue("name")+"/sync"); err != nil {
+		return err
+	}
 	ss, err := s.sourceStore()
 	if err != nil {
 		return err
@@ -478,6 +492,7 @@ func (s *Server) startInventorySources(ctx context.Context, bg *sync.WaitGroup) 
 		defer t.Stop()
 		for {
 			s.syncDueSources(ctx, ss)
+			s.syncDueDirectories(ctx) // identity.go
 			select {
 			case <-ctx.Done():
 				return

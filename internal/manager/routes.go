@@ -35,6 +35,7 @@ func (s *Server) buildRoutes() []route {
 	rs = append(rs, s.discoveryRoutes()...)  // discovery.go: recommendations, app discovery
 	rs = append(rs, s.flowImportRoutes()...) // flowimport.go: Zeek and other flow imports
 	rs = append(rs, s.groupRoutes()...)      // groups.go: live group membership
+	rs = append(rs, s.identityRoutes()...)   // identity.go: directory sources, users, groups, login sessions
 	return rs
 }
 

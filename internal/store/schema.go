@@ -110,4 +110,63 @@ CREATE TABLE inventory_sources (
 	last_error   TEXT    NOT NULL DEFAULT ''
 );
 `,
+	// 4: user identity (issue 7): directory sources (LDAP/AD), their users,
+	// groups and direct memberships (replaced whole per sync), and login
+	// sessions (who is at an address or a port range of it, and when).
+	`
+CREATE TABLE directory_sources (
+	name         TEXT    PRIMARY KEY,
+	url          TEXT    NOT NULL,
+	bind_dn      TEXT    NOT NULL DEFAULT '',
+	password     TEXT    NOT NULL DEFAULT '',
+	base_dn      TEXT    NOT NULL,
+	user_filter  TEXT    NOT NULL DEFAULT '',
+	group_filter TEXT    NOT NULL DEFAULT '',
+	start_tls    INTEGER NOT NULL DEFAULT 0,
+	insecure     INTEGER NOT NULL DEFAULT 0,
+	interval_ns  INTEGER NOT NULL,
+	created_ns   INTEGER NOT NULL,
+	last_sync_ns INTEGER,
+	last_error   TEXT    NOT NULL DEFAULT ''
+);
+
+CREATE TABLE directory_users (
+	source  TEXT NOT NULL,
+	name    TEXT NOT NULL,
+	dn      TEXT NOT NULL,
+	display TEXT NOT NULL,
+	PRIMARY KEY (source, name)
+);
+
+CREATE TABLE directory_groups (
+	source TEXT NOT NULL,
+	name   TEXT NOT NULL,
+	dn     TEXT NOT NULL,
+	PRIMARY KEY (source, name)
+);
+
+-- Direct members only: kind 'user' or 'group' (nesting); the manager
+-- resolves nesting when it loads the directory.
+CREATE TABLE directory_members (
+	source TEXT NOT NULL,
+	grp    TEXT NOT NULL,
+	kind   TEXT NOT NULL CHECK (kind IN ('user', 'group')),
+	member TEXT NOT NULL,
+	PRIMARY KEY (source, grp, kind, member)
+);
+
+CREATE TABLE identity_sessions (
+	id       INTEGER PRIMARY KEY AUTOINCREMENT,
+	user     TEXT    NOT NULL,
+	domain   TEXT    NOT NULL DEFAULT '',
+	ip       TEXT    NOT NULL,
+	port_lo  INTEGER NOT NULL DEFAULT 0,
+	port_hi  INTEGER NOT NULL DEFAULT 0,
+	start_ns INTEGER NOT NULL,
+	end_ns   INTEGER,
+	source   TEXT    NOT NULL,
+	logon_id TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX identity_sessions_end ON identity_sessions(end_ns);
+`,
 }
