@@ -614,3 +614,37 @@ func FuzzAnalyze(f *testing.F) {
 		}
 	})
 }
+
+// TestUserDecides: two connections alike but for their user are decided
+// apart when a rule names users, so compliance follows the directory.
+func TestUserDecides(t *testing.T) {
+	wls := workloads(t)
+	ev := compile(t, wls, `
+apiVersion: bulkhead.io/v1
+kind: Group
+metadata: {name: hr-staff}
+spec: {users: [alice]}
+---
+apiVersion: bulkhead.io/v1
+kind: Policy
+metadata: {name: hr}
+spec:
+  category: Application
+  rules:
+  - {name: hr-only, sources: [hr-staff], destinations: [10.0.2.1], services: [tcp/8080], action: allow}
+  - {name: rest, destinations: [10.0.2.1], services: [tcp/8080], action: drop}
+`)
+	a, err := New(wls, Options{Eval: ev, NoDiscovery: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &history{}
+	h.conn("10.7.0.5", "api1", "tcp/8080", 2)
+	h.recs[0].User, h.recs[1].User = "alice", "bob"
+	for i := range h.recs {
+		a.Add(&h.recs[i])
+	}
+	if c := a.Total().Classes; c.Green != 1 || c.Red != 1 {
+		t.Errorf("classes %+v: want alice's connection green and bob's red", c)
+	}
+}

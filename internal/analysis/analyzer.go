@@ -88,6 +88,8 @@ type flowKey struct {
 	port     uint16
 	icmpType int16
 	icmpCode int16
+	// user is the connection's user (directory rules decide by it).
+	user string
 }
 
 type cached struct {
@@ -175,7 +177,7 @@ func (a *Analyzer) endpoint(name string, addr netip.Addr) int32 {
 }
 
 func keyOf(r *flow.Record) flowKey {
-	k := flowKey{src: r.Src, dst: r.Dst, proto: r.Proto, port: r.DstPort, icmpType: -1, icmpCode: -1}
+	k := flowKey{src: r.Src, dst: r.Dst, proto: r.Proto, port: r.DstPort, icmpType: -1, icmpCode: -1, user: r.User}
 	if r.IsICMP() {
 		k.port, k.icmpType, k.icmpCode = 0, int16(r.ICMPType), int16(r.ICMPCode)
 	}
@@ -320,7 +322,7 @@ func (e *fineEdge) merge(o *fineEdge) {
 }
 
 func (a *Analyzer) decide(k flowKey) *decided {
-	f := eval.Flow{Src: k.src, Dst: k.dst, Proto: k.proto, Port: k.port, ICMPType: k.icmpType, ICMPCode: k.icmpCode}
+	f := eval.Flow{Src: k.src, Dst: k.dst, Proto: k.proto, Port: k.port, ICMPType: k.icmpType, ICMPCode: k.icmpCode, User: k.user}
 	d := &decided{cur: a.outcome(a.opts.Eval, f)}
 	if a.opts.Candidate != nil {
 		d.cand = a.outcome(a.opts.Candidate, f)
