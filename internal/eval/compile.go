@@ -317,12 +317,15 @@ func (c *compiler) contextGroups() error {
 	names := map[fqdnPattern][]int32{}
 	for gi, name := range e.groupNames[:c.named] {
 		g := c.set.Groups[name]
+		// User names compare without case, as directories do.
 		for _, u := range g.Spec.Users {
+			u = strings.ToLower(u)
 			users[u] = append(users[u], c.closure[gi]...)
 		}
 		if c.dir != nil {
 			for _, dg := range g.Spec.DirectoryGroups {
 				for _, u := range c.dir.Members(dg) {
+					u = strings.ToLower(u)
 					users[u] = append(users[u], c.closure[gi]...)
 				}
 			}

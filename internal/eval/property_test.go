@@ -184,13 +184,13 @@ func naiveInGroup(s *policy.Set, name string, ip netip.Addr, user, fqdn string, 
 	}
 	if source && user != "" {
 		for _, u := range g.Spec.Users {
-			if u == user {
+			if strings.EqualFold(u, user) {
 				return true
 			}
 		}
 		for _, dg := range g.Spec.DirectoryGroups {
 			for _, u := range naiveDirectory[dg] {
-				if u == user {
+				if strings.EqualFold(u, user) {
 					return true
 				}
 			}
@@ -488,7 +488,7 @@ func (g *gen) flow(s *policy.Set) Flow {
 		f.TLSVersion = g.pick("", "1.0", "1.1", "1.2", "1.3")
 	}
 	if g.chance(0.4) {
-		f.User = g.pick("alice", "bob", "carol", "dave")
+		f.User = g.pick("alice", "bob", "carol", "dave", "Alice", "BOB")
 	}
 	if g.chance(0.4) {
 		f.FQDN = g.pick("a.example.com", "b.example.com", "x.b.example.com", "example.com", "x.org", "A.Example.COM.", "b.example.com.evil")

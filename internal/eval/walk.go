@@ -2,6 +2,7 @@ package eval
 
 import (
 	"math/bits"
+	"strings"
 
 	"github.com/bulkhead/bulkhead/internal/policy"
 )
@@ -53,7 +54,13 @@ func (e *Evaluator) start(f *Flow) (walk, bool) {
 	w.fqdn = normalizeFQDN(f.FQDN)
 	w.srcGs, w.dstGs = e.groupsOf(w.srcID), e.groupsOf(w.dstID)
 	if f.User != "" {
-		w.srcCtx = e.users[f.User]
+		gs, ok := e.users[f.User]
+		if !ok {
+			// Names are indexed in lower case; ToLower allocates only
+			// for a name that has upper case.
+			gs = e.users[strings.ToLower(f.User)]
+		}
+		w.srcCtx = gs
 	}
 	w.dstCtx = e.fqdns.groups(w.fqdn)
 	return w, true
