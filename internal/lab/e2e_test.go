@@ -88,6 +88,7 @@ func TestLabEndToEnd(t *testing.T) {
 	t.Run("Inventory", e.testInventory)
 	t.Run("Flows", e.testFlows)
 	t.Run("DiscoverRecommend", e.testDiscoverRecommend)
+	t.Run("Console", e.testConsole)
 	t.Run("Policy", e.testPolicy)
 
 	start = time.Now()

@@ -240,6 +240,9 @@ try {
     await p.getByTestId("revisions").getByRole("link", { name: "Revision 1" }).click();
     await p.getByTestId("revision-detail").getByRole("heading", { name: "Revision r1" }).waitFor();
     assert.equal(await p.getByRole("button", { name: /Roll back/ }).count(), 0, "auditor is offered a rollback");
+    await p.getByRole("link", { name: "Inventory" }).click();
+    await p.getByText("No source yet").waitFor();
+    assert.equal(await p.getByRole("button", { name: /Add vCenter/ }).count(), 0, "auditor is offered to add a source");
   });
   assert.deepEqual(auditor.problems, [], "no errors in the auditor's browser console");
   exitCode = 0;

@@ -75,7 +75,7 @@ export function App() {
   else if (item.path === "/recommendations") page = <Recommendations session={session} />;
   else if (item.path === "/compliance") page = <Compliance />;
   else if (item.path === "/policy") page = <PolicyPage session={session} />;
-  else if (item.path === "/inventory") page = <Inventory />;
+  else if (item.path === "/inventory") page = <Inventory session={session} path={current} go={go} />;
   else if (item.path === "/hosts") page = <Hosts />;
   else page = <History session={session} />;
 

@@ -18,6 +18,31 @@ export function useRoute(): [string, (to: string) => void] {
   return [path, go];
 }
 
+// navigate moves to a client route from anywhere: useRoute hears it as it
+// hears the back button.
+export function navigate(to: string) {
+  history.pushState(null, "", to);
+  dispatchEvent(new PopStateEvent("popstate"));
+}
+
+// Link is an in-app link: a real href (open in a new tab works), client
+// navigation on a plain click.
+export function Link({ to, children, label }: { to: string; children: ReactNode; label?: string }) {
+  return (
+    <a
+      href={to}
+      aria-label={label}
+      onClick={(e) => {
+        if (e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey) return;
+        e.preventDefault();
+        navigate(to);
+      }}
+    >
+      {children}
+    </a>
+  );
+}
+
 export interface Loaded<T> {
   data?: T;
   error?: unknown;

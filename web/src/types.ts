@@ -353,3 +353,68 @@ export interface GroupMembers {
   users?: string[];
   fqdns?: string[];
 }
+
+// Inventory sources, facts and conflicts (internal/api/inventory.go).
+
+export interface Fact {
+  workload: string;
+  source: string;
+  kind: string; // agent, operator, vcenter, cmdb
+  key?: string;
+  attribute: string; // name, ip, tag.KEY, os, ...
+  value: string;
+  observed?: string;
+  age?: string;
+  stale?: boolean;
+  used: boolean;
+  reason: string;
+}
+
+export interface Conflict {
+  subject: string;
+  claims: Fact[]; // the first was used
+}
+
+export interface WorkloadFacts {
+  workload: string;
+  exists: boolean;
+  facts: Fact[];
+}
+
+export interface Source {
+  name: string;
+  kind: string;
+  url?: string;
+  user?: string;
+  insecure?: boolean;
+  interval?: string;
+  configured: boolean;
+  records: number;
+  lastSync?: string;
+  lastError?: string;
+}
+
+export interface SourceRequest {
+  name: string;
+  kind: "vcenter";
+  url: string;
+  user?: string;
+  password?: string;
+  insecure?: boolean;
+  interval?: string;
+}
+
+export interface InventoryResult {
+  source: string;
+  rows: number;
+  bad: { line: number; record?: number; reason: string }[];
+  newRecords: number;
+  changedRecords: number;
+  unchangedRecords: number;
+  removedRecords: number;
+  created: string[];
+  updated: string[];
+  deleted: string[];
+  skipped?: string[];
+  conflicts: Conflict[];
+}

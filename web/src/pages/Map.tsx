@@ -1,7 +1,7 @@
 import { useEffect, useMemo, useRef, useState } from "react";
 import cytoscape, { type Core, type ElementDefinition } from "cytoscape";
 import { get } from "../api";
-import { ComplianceBar, ErrorBox, Page, Tags, WindowPicker, useLoad, when } from "../common";
+import { ComplianceBar, ErrorBox, Link, Page, Tags, WindowPicker, useLoad, when } from "../common";
 import {
   bytes, decide, flowsSince, groupMembers, loadPolicy, num, ruleName, sinceParam, type PolicyView, type Since,
 } from "../analysis";
@@ -429,7 +429,12 @@ function NodePanel({ node, since, policy, expanded, onToggle }: {
               const inv = d.inventory.get(w.workload ?? w.id);
               return (
                 <li key={w.id}>
-                  <strong>{w.workload ?? w.id}</strong> <span className="mono muted">{inv?.spec.ips.join(", ")}</span>
+                  <strong>{w.workload ?? w.id}</strong> <span className="mono muted">{inv?.spec.ips.join(", ")}</span>{" "}
+                  {inv && (
+                    <Link to={`/inventory/${encodeURIComponent(inv.metadata.name)}`} label={`Sources and facts of ${inv.metadata.name}`}>
+                      sources
+                    </Link>
+                  )}
                   <div>
                     <Tags tags={inv?.spec.tags} />
                   </div>

@@ -145,6 +145,7 @@ export function Recommendations({ session }: { session: Session }) {
               app {o.id}
             </option>
           ))}
+          <option value="all()">whole data center</option>
           <option value="custom">Tag expression…</option>
         </select>
         {choice === "custom" && (
