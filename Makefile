@@ -39,7 +39,7 @@ test: build vet
 
 # Benchmarks report ratios against a baseline measured in the same run.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 1s -timeout 30m ./internal/eval ./internal/policy ./internal/tagexpr ./internal/ports ./internal/span ./internal/flow ./internal/store ./internal/ipfix ./internal/zeek
+	$(GO) test -run '^$$' -bench . -benchtime 1s -timeout 30m ./internal/eval ./internal/policy ./internal/tagexpr ./internal/ports ./internal/span ./internal/flow ./internal/store ./internal/ipfix ./internal/zeek ./internal/dpi
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/flowstore ./internal/recommend ./internal/discover ./internal/analysis
 	$(GO) test -run '^$$' -bench IngestFlows -benchtime 1x -timeout 30m ./internal/manager
 	@if [ "$$(id -u)" = 0 ]; then $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/nft; \
@@ -57,6 +57,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/zeek
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/ipfix
 	$(GO) test -run '^$$' -fuzz '^FuzzAnalyze$$' -fuzztime $(FUZZTIME) ./internal/analysis
+	$(GO) test -run '^$$' -fuzz '^FuzzFeed$$' -fuzztime $(FUZZTIME) ./internal/dpi
 
 # The lab: a data center in network namespaces with a manager, agents and
 # traffic (root). Checks for root before it builds; see scripts/demo.sh.

@@ -94,6 +94,7 @@ Which manager: --server/--token-file/--ca, else BULKHEAD_SERVER, BULKHEAD_TOKEN
 		newWhatIfCmd(g),     // analysis.go
 		newRecommendCmd(g),  // recommend.go
 		newDiscoverCmd(g),   // recommend.go
+		newDPICmd(g),
 		newIdentityCmd(g), // identity.go: directory users and groups, login sessions
 	)
 	return root
