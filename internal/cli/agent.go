@@ -27,6 +27,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 		dryRun    bool
 		logLevel  string
 		flows     flowFlags
+		l7Queue   uint16
 	)
 	cmd := &cobra.Command{
 		Use:   "agent --manager HOST:PORT --state-dir DIR [--bootstrap-token T (--ca-fingerprint SHA256 | --ca FILE)]",
@@ -57,6 +58,9 @@ in the kernel and in DIR.`,
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
 			}
+			if l7Queue == 0 {
+				return errors.New("--l7-queue: must not be 0")
+			}
 			if flows.nflogGroup == 0 {
 				return errors.New("--nflog-group: must not be 0")
 			}
@@ -68,7 +72,7 @@ in the kernel and in DIR.`,
 			if cfg.BootstrapToken == "" {
 				cfg.BootstrapToken = os.Getenv("BULKHEAD_BOOTSTRAP_TOKEN")
 			}
-			enf, err := newAgentEnforcer(cfg, nft.Config{LogGroup: flows.nflogGroup}, dryRun, log)
+			enf, err := newAgentEnforcer(cfg, nft.Config{LogGroup: flows.nflogGroup, L7Queue: l7Queue}, dryRun, log)
 			if err != nil {
 				return err
 			}
@@ -115,6 +119,7 @@ in the kernel and in DIR.`,
 	f.BoolVar(&dryRun, "dry-run", false, "follow the manager and log each desired state without enforcing it")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.DurationVar(&flows.dumpInterval, "flow-dump-interval", flow.DefaultDumpInterval, "how often conntrack is dumped to report long flows")
+	f.Uint16Var(&l7Queue, "l7-queue", nft.DefaultL7Queue, "the NFQUEUE number for payload packets of connections an L7 rule must decide (read by the agent while the policy has L7 rules)")
 	f.Uint16Var(&flows.nflogGroup, "nflog-group", nft.DefaultLogGroup, "the NFLOG group the data plane sends dropped and rejected packets to (the nft data plane's default)")
 	return cmd
 }

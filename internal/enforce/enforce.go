@@ -1,16 +1,20 @@
 // Package enforce is the agent's data plane: it takes the desired states the
 // manager streams (span's host-state encoding) and makes the nftables table
-// of one network namespace hold exactly that, reporting drift.
+// of one network namespace hold exactly that, reporting drift; while a state
+// has L7 rules it also runs the namespace's queue reader (internal/l7).
 package enforce
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/bulkhead/bulkhead/internal/agent"
 	"github.com/bulkhead/bulkhead/internal/agentapi"
+	"github.com/bulkhead/bulkhead/internal/l7"
 	"github.com/bulkhead/bulkhead/internal/nft"
 	"github.com/bulkhead/bulkhead/internal/span"
 )
@@ -24,14 +28,32 @@ type NFT struct {
 	// table is then absent on purpose.
 	empty    bool
 	revision int64
+
+	l7cfg  l7.Config
+	log    *slog.Logger
+	reader *l7.Reader // running while the realized state has L7 entries
+	stopL7 func()
+}
+
+// Option changes how an NFT enforces.
+type Option func(*NFT)
+
+// WithL7 configures the queue reader that runs while a state has L7
+// entries (its queue number is the table's, nft.Config.L7Queue) and where
+// it logs its counters.
+func WithL7(cfg l7.Config, log *slog.Logger) Option {
+	return func(e *NFT) { e.l7cfg, e.log = cfg, log }
 }
 
 var _ agent.Enforcer = (*NFT)(nil)
 
 // New opens the namespace at netnsPath ("" for the caller's), checks that
 // the kernel has what the table needs, and returns an enforcer for it.
-func New(netnsPath string, cfg nft.Config) (*NFT, error) {
-	e := &NFT{}
+func New(netnsPath string, cfg nft.Config, opts ...Option) (*NFT, error) {
+	e := &NFT{log: slog.Default()}
+	for _, o := range opts {
+		o(e)
+	}
 	if netnsPath != "" {
 		f, err := os.Open(netnsPath)
 		if err != nil {
@@ -50,11 +72,17 @@ func New(netnsPath string, cfg nft.Config) (*NFT, error) {
 		return nil, fmt.Errorf("enforce: %w", err)
 	}
 	e.table = t
+	e.l7cfg.NetNS = cfg.NetNS
+	e.l7cfg.Queue = cfg.L7Queue
 	return e, nil
 }
 
-// Close releases the namespace descriptor; the table stays in force.
+// Close stops the queue reader and releases the namespace descriptor; the
+// table stays in force (with its fail-open or fail-closed bypass).
 func (e *NFT) Close() error {
+	e.mu.Lock()
+	e.syncL7(nil)
+	e.mu.Unlock()
 	if e.ns != nil {
 		return e.ns.Close()
 	}
@@ -72,6 +100,7 @@ func (e *NFT) Apply(ctx context.Context, revision int64, format string, payload 
 		if err := e.table.Remove(); err != nil {
 			return fmt.Errorf("enforce: revision %d: remove table: %w", revision, err)
 		}
+		e.syncL7(nil)
 		e.empty, e.revision = true, revision
 		return nil
 	case span.Format:
@@ -88,8 +117,87 @@ func (e *NFT) Apply(ctx context.Context, revision int64, format string, payload 
 	if _, err := e.table.Apply(st); err != nil {
 		return fmt.Errorf("enforce: revision %d: %w", revision, err)
 	}
+	e.syncL7(st)
 	e.empty, e.revision = false, revision
 	return nil
+}
+
+// syncL7 runs the queue reader with st when st has L7 entries and stops it
+// otherwise (st nil: stop). Called with mu held.
+func (e *NFT) syncL7(st *nft.HostState) {
+	if st == nil || !st.HasL7() {
+		if e.stopL7 != nil {
+			e.stopL7()
+			e.log.Info("L7 queue reader stopped", "stats", fmt.Sprintf("%+v", e.reader.Stats()))
+			e.reader, e.stopL7 = nil, nil
+		}
+		return
+	}
+	if e.reader == nil {
+		cfg := e.l7cfg
+		cfg.Log = e.log
+		r, err := l7.New(cfg)
+		if err != nil {
+			e.log.Error("L7 queue reader", "err", err)
+			return
+		}
+		e.reader = r
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Go(func() { e.runL7(ctx, r) })
+		e.stopL7 = func() { cancel(); wg.Wait() }
+		e.log.Info("L7 queue reader started", "queue", cfg.Queue, "failOpen", st.L7FailOpen)
+	}
+	if err := e.reader.SetState(st); err != nil {
+		e.log.Error("L7 queue reader: state", "err", err)
+	}
+}
+
+// runL7 runs the reader until ctx is done, restarting it after a failure
+// (meanwhile the table's bypass flag decides), and logs its counters every
+// minute when they moved.
+func (e *NFT) runL7(ctx context.Context, r *l7.Reader) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		var last l7.Stats
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if s := r.Stats(); s != last {
+					e.log.Info("L7 queue reader", "stats", fmt.Sprintf("%+v", s))
+					last = s
+				}
+			}
+		}
+	})
+	defer wg.Wait()
+	wait := time.Second
+	for ctx.Err() == nil {
+		err := r.Run(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		e.log.Error("L7 queue reader failed; restarting", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Minute)
+	}
+}
+
+// L7Stats returns the queue reader's counters; ok is false when none runs.
+func (e *NFT) L7Stats() (l7.Stats, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.reader == nil {
+		return l7.Stats{}, false
+	}
+	return e.reader.Stats(), true
 }
 
 // Verify reads the table back: ok is false when someone changed or removed
@@ -111,6 +219,7 @@ func (e *NFT) Verify(ctx context.Context) (int64, bool, error) {
 func (e *NFT) Remove(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.syncL7(nil)
 	if err := e.table.Remove(); err != nil {
 		return fmt.Errorf("enforce: remove: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -189,6 +190,8 @@ func (t *Table) setDefs(v int) map[string]*nftables.Set {
 	tbl := t.table()
 	key28 := nftables.TypeInteger
 	key28.Bytes = keyLen
+	bare4, bare6 := nftables.TypeInteger, nftables.TypeInteger
+	bare4.Bytes, bare6.Bytes = bare4Len, bare6Len
 	id := uint32(1 + 10*v)
 	return map[string]*nftables.Set{
 		// Host key order tells nft to print the names as strings.
@@ -198,6 +201,8 @@ func (t *Table) setDefs(v int) map[string]*nftables.Set {
 		MapEgress:    {Table: tbl, ID: id + 3, Name: vname(MapEgress, v), IsMap: true, Interval: true, KeyType: key28, DataType: nftables.TypeMark},
 		MapIngress:   {Table: tbl, ID: id + 4, Name: vname(MapIngress, v), IsMap: true, Interval: true, KeyType: key28, DataType: nftables.TypeMark},
 		SetICMP:      {Table: tbl, ID: 100, Name: SetICMP, Constant: true, KeyType: nftables.TypeInetProto},
+		SetBare4:     {Table: tbl, ID: 101, Name: SetBare4, Constant: true, KeyType: bare4},
+		SetBare6:     {Table: tbl, ID: 102, Name: SetBare6, Constant: true, KeyType: bare6},
 	}
 }
 
@@ -512,6 +517,9 @@ func (t *Table) incremental(comp *compiled, compileTime time.Duration) (Stats, e
 	if comp.egressDef != base.egressDef || comp.ingressDef != base.ingressDef {
 		rewrite = specs[:3]
 	}
+	if comp.l7FailOpen != base.l7FailOpen || comp.l7FailOpen != t.cur.l7FailOpen {
+		rewrite = append(slices.Clip(rewrite), specs[len(specs)-2]) // the l7 chain
+	}
 	t.addChains(c, rewrite, false)
 	if err := c.Flush(); err != nil {
 		// The kernel rolled back the whole batch: it still holds what it did.
@@ -612,7 +620,7 @@ func (t *Table) Verify(deep bool) (Status, error) {
 			want = t.standby
 		}
 		for name, s := range t.setDefs(v) {
-			if v == 1 && name == SetICMP {
+			if v == 1 && s.Constant {
 				continue
 			}
 			got, err := c.GetSetElements(s)

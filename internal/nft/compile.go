@@ -24,6 +24,13 @@ const (
 	ChainVerdict = "verdict"
 	ChainDrop    = "drop"
 	ChainReject  = "reject"
+	ChainL7      = "l7"
+	ChainL7Done  = "l7done"
+
+	// SetBare4 and SetBare6 hold the header sizes of TCP packets without
+	// payload (see bareKeys).
+	SetBare4 = "l7bare4"
+	SetBare6 = "l7bare6"
 )
 
 // keyLen is the size of an egress/ingress key: ifname(16) . identity(4) .
@@ -51,6 +58,7 @@ type interval struct {
 // chains depend only on Config, the revision and the defaults (rules.go).
 type compiled struct {
 	revision   uint64
+	l7FailOpen bool
 	egressDef  Mark
 	ingressDef Mark
 	workloads  [][]byte // ifname keys, sorted
@@ -91,6 +99,10 @@ func (c *compiled) elements(set string) []elem {
 	switch set {
 	case SetICMP:
 		return []elem{{key: []byte{ProtoICMP}}, {key: []byte{ProtoICMPv6}}}
+	case SetBare4:
+		return bareKeys(true)
+	case SetBare6:
+		return bareKeys(false)
 	case SetWorkloads:
 		out := make([]elem, len(c.workloads))
 		for i, k := range c.workloads {
@@ -140,6 +152,7 @@ func compile(st *HostState, prev *compiled) (*compiled, error) {
 	}
 	c := &compiled{
 		revision:   st.Revision,
+		l7FailOpen: st.L7FailOpen,
 		egressDef:  MakeMark(st.EgressDefault, false),
 		ingressDef: MakeMark(st.IngressDefault, true),
 		points:     make(map[pointKey]*point, 2*len(st.Workloads)),
@@ -161,7 +174,7 @@ func compile(st *HostState, prev *compiled) (*compiled, error) {
 			}
 			c.points[k] = &point{
 				entries: slices.Clone(entries),
-				ivs:     appendBoxes(nil, w.Interface, resolve(entries), ingress),
+				ivs:     appendBoxes(nil, w.Interface, resolve(kernelEntries(entries)), ingress),
 			}
 		}
 	}
@@ -176,6 +189,27 @@ func compile(st *HostState, prev *compiled) (*compiled, error) {
 		c.identities = slices.Clone(st.Identities)
 	}
 	return c, nil
+}
+
+// pending is the action of an L7 entry in the kernel: none yet. Boxes with
+// it become pending marks (MakePendingMark).
+const pending Action = 0
+
+// kernelEntries returns entries with each L7 entry's action replaced by
+// pending, so that the resolver never merges an L7 entry with an entry that
+// decides at L3/L4.
+func kernelEntries(entries []Entry) []Entry {
+	out := entries
+	for i, e := range entries {
+		if e.Profile == 0 {
+			continue
+		}
+		if &out[0] == &entries[0] {
+			out = slices.Clone(entries)
+		}
+		out[i].Verdict.Action = pending
+	}
+	return out
 }
 
 func ifnameKey(name string) []byte {
@@ -224,8 +258,12 @@ func appendBoxes(out []interval, ifname string, boxes []box, ingress bool) []int
 		start := policyKey(ifname, b.peer, b.protoLo, b.portLo)
 		last := policyKey(ifname, b.peer, b.protoHi, b.portHi)
 		stop, _ := next(last) // the padding bytes keep this from overflowing
+		m := MakeMark(b.v, ingress)
+		if b.v.Action == pending {
+			m = MakePendingMark(b.v, ingress)
+		}
 		out = append(out, interval{
-			start: elem{key: start, val: markData(MakeMark(b.v, ingress))},
+			start: elem{key: start, val: markData(m)},
 			stop:  &elem{key: stop, end: true},
 		})
 	}
@@ -277,6 +315,8 @@ func (c *compiled) counts() Counts {
 	return Counts{
 		SetWorkloads: len(c.workloads),
 		SetICMP:      2,
+		SetBare4:     len(bareKeys(true)),
+		SetBare6:     len(bareKeys(false)),
 		MapIdent4:    countElems(c.ident4),
 		MapIdent6:    countElems(c.ident6),
 		MapEgress:    c.countPolicy(false),
@@ -294,7 +334,39 @@ func (c *compiled) countPolicy(ingress bool) int {
 	return n
 }
 
-var setNames = []string{SetWorkloads, SetICMP, MapIdent4, MapIdent6, MapEgress, MapIngress}
+var setNames = []string{SetWorkloads, SetICMP, SetBare4, SetBare6, MapIdent4, MapIdent6, MapEgress, MapIngress}
+
+// Key sizes of the bare sets: each field padded to a 4-byte register.
+const (
+	bare4Len = 12 // IPv4 byte 0 (version, IHL) . TCP byte 12 & 0xf0 (data offset) . total length
+	bare6Len = 8  // TCP byte 12 & 0xf0 . IPv6 payload length
+)
+
+// bareKeys lists every header shape of a TCP packet that carries no
+// payload: IPv4 total length = 4*IHL + 4*doff; IPv6 payload length =
+// 4*doff (no extension headers; a packet with some is queued, and the
+// reader finds its payload empty). A pure ACK of a pending connection is
+// then accepted in the kernel, and only packets with payload are queued.
+func bareKeys(v4 bool) []elem {
+	var out []elem
+	for doff := 5; doff <= 15; doff++ {
+		if !v4 {
+			k := make([]byte, bare6Len)
+			k[0] = byte(doff << 4)
+			binary.BigEndian.PutUint16(k[4:], uint16(4*doff))
+			out = append(out, elem{key: k})
+			continue
+		}
+		for ihl := 5; ihl <= 15; ihl++ {
+			k := make([]byte, bare4Len)
+			k[0] = byte(0x40 | ihl)
+			k[4] = byte(doff << 4)
+			binary.BigEndian.PutUint16(k[8:], uint16(4*ihl+4*doff))
+			out = append(out, elem{key: k})
+		}
+	}
+	return out
+}
 
 // decodePolicyKey is the inverse of policyKey, for Describe and tests.
 func decodePolicyKey(k []byte) (ifname string, peer Identity, proto uint8, port uint16, err error) {

@@ -11,7 +11,20 @@ import "fmt"
 //	bit  26     log: the deciding rule asked for logging
 //	bit  27     point: 0 decided at the source workload's egress,
 //	            1 at the destination workload's ingress
-//	bits 28-31  reserved (0); kept for L7 classification state
+//	bit  28     L7 pending: an L7 entry matched at L3/L4 (rule id and
+//	            point are that entry's, action 0); the agent's queue
+//	            reader decides from the payload and writes the final mark
+//	bit  29     (packet mark only) an L7 verdict coming back from the
+//	            queue reader: the rest of the mark becomes the ct mark
+//	bit  30     (packet mark only, queued packets) the packet goes in
+//	            the connection's reply direction
+//	bit  31     reserved (0)
+//
+// A decided connection never carries bit 28, so its later packets stay in
+// the kernel; one that an L7 verdict dropped keeps its drop mark, and its
+// later packets are dropped by the same test that finds pending ones
+// (bit 28 or bit 25, the drop/reject bit of the action: no connection the
+// kernel dropped at its first packet ever becomes established).
 //
 // A connection between two workloads of one host carries the dropping
 // point's rule, else the ingress rule, else the egress rule, matching the
@@ -27,7 +40,32 @@ const (
 	markActMask  = 3 << markActShift
 	markLog      = 1 << 26
 	markIngress  = 1 << 27
+	// MarkL7Pending, MarkL7Verdict and MarkL7Reply are bits 28, 29, 30.
+	MarkL7Pending Mark = 1 << 28
+	MarkL7Verdict Mark = 1 << 29
+	MarkL7Reply   Mark = 1 << 30
+	// markDecided masks what a final ct mark may hold.
+	markDecided = 1<<28 - 1
 )
+
+// MakePendingMark encodes an L7 entry reached at L3/L4: its rule, its point,
+// no action yet.
+func MakePendingMark(v Verdict, ingress bool) Mark {
+	m := Mark(v.Rule&markRuleMask) | MarkL7Pending
+	if v.Log {
+		m |= markLog
+	}
+	if ingress {
+		m |= markIngress
+	}
+	return m
+}
+
+// Pending reports whether the connection waits for an L7 decision.
+func (m Mark) Pending() bool { return m&MarkL7Pending != 0 }
+
+// Decided returns the mark without the L7 bits.
+func (m Mark) Decided() Mark { return m & markDecided }
 
 // MakeMark encodes a verdict decided at ingress (or egress).
 func MakeMark(v Verdict, ingress bool) Mark {
@@ -57,6 +95,13 @@ func (m Mark) Ingress() bool { return m&markIngress != 0 }
 func (m Mark) Verdict() Verdict { return Verdict{Rule: m.Rule(), Action: m.Action(), Log: m.Log()} }
 
 func (m Mark) String() string {
+	if m.Pending() {
+		point := "egress"
+		if m.Ingress() {
+			point = "ingress"
+		}
+		return fmt.Sprintf("L7 pending rule %d at %s", m.Rule(), point)
+	}
 	if m.Action() == 0 {
 		return fmt.Sprintf("mark(%#x)", uint32(m))
 	}

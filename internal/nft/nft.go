@@ -23,10 +23,15 @@
 //	  map egress_V     key28 -> ct mark          interval; packets from a workload
 //	  map ingress_V    key28 -> ct mark          interval; packets to a workload
 //	  set icmp         inet_proto                { icmp, ipv6-icmp } (constant)
+//	  set l7bare4/6    header sizes of TCP packets without payload (constant)
 //	  chain forward    hook forward, priority filter, policy accept:
-//	                   ct state established,related accept (comment: revision)
+//	                   ct mark & (L7 pending | drop bit) jump l7 (comment: revision)
+//	                   ct state established,related accept
 //	                   iifname @workloads_V jump egress_V
+//	                   ct mark L7 pending: packet mark = ct mark (kept across ingress)
 //	                   oifname @workloads_V jump ingress_V
+//	                   packet mark pending, ct mark not: ct mark = packet mark
+//	                   ct mark L7 pending: jump l7 (the first packet)
 //	  chain egress_V   ct state invalid,untracked drop
 //	                   ct mark = World, then ct mark = ident4_V/ident6_V[daddr]
 //	                   ct mark = egress_V[iifname . ct mark . l4proto . port] goto verdict
@@ -37,6 +42,22 @@
 //	  chain drop       packet mark = ct mark; NFLOG (rate-limited); drop
 //	  chain reject     the same, then TCP RST for TCP, else ICMP/ICMPv6
 //	                   administratively prohibited
+//	  chain l7         decided (an L7 drop or reject): goto verdict
+//	                   packet mark has the L7 verdict bit (NF_REPEAT from the
+//	                   queue reader): ct mark = it, packet mark = 0, goto l7done
+//	                   TCP without payload (@l7bare4/6): accept
+//	                   payload: packet mark = ct mark (| reply bit), NFQUEUE
+//	                   (xt target, Config.L7Queue, bypass = HostState.L7FailOpen)
+//	  chain l7done     jump verdict, accept
+//
+// An L7 entry (Entry.Profile) puts a pending mark in the ct mark (Mark):
+// the handshake passes in the kernel, the payload packets go to the queue
+// reader (internal/l7), which classifies the connection, resumes the first-
+// match walk of both points in Go (Decider) and gives the packet back with
+// NF_REPEAT and the final mark as packet mark; this kernel cannot set the ct
+// mark from a queue verdict, so chain l7 copies it. Later packets are
+// decided in the kernel. Connections no L7 entry concerns pay one ct mark
+// test per packet.
 //
 // V is 0 or 1: everything a revision decides with exists twice, and the
 // forward chain jumps to one version (see Table for why).
@@ -190,6 +211,29 @@ type Entry struct {
 	Proto uint8
 	Ports PortRange
 	Verdict
+	// Profile, when not 0, makes this an L7 entry: HostState.Profiles[Profile-1]
+	// must also match the connection's application for the entry to decide.
+	// The kernel marks a connection that reaches it "L7 pending" and lets
+	// its handshake pass; the agent's queue reader sees its payload,
+	// classifies it and resumes the first-match walk from this entry (see
+	// Mark and the package doc).
+	Profile int
+}
+
+// Profile is the L7 condition of a rule: the connection's application must
+// match one of Apps. It is the union of the apps of every context profile
+// the rule names; profiles with FQDNs are not expressed here.
+type Profile struct {
+	Apps []AppMatch
+}
+
+// AppMatch is one application of a Profile, as a ContextProfile writes it:
+// an AppID ("APP_TLS") and optional TLS version bounds ("1.2"). An empty
+// Name matches every identified application (a profile without apps).
+type AppMatch struct {
+	Name       string
+	MinVersion string
+	MaxVersion string
 }
 
 // Workload is a local workload: the host-side interface its traffic crosses
@@ -213,6 +257,28 @@ type HostState struct {
 	// id 1 (policy.DefaultRuleID).
 	EgressDefault  Verdict
 	IngressDefault Verdict
+	// Profiles are the L7 conditions Entry.Profile points into.
+	Profiles []Profile
+	// L7FailOpen says what happens to the payload of a connection that
+	// waits for an L7 decision while no queue reader runs: accepted (true)
+	// or dropped (false, the default: an L7 rule that cannot be checked
+	// does not allow).
+	L7FailOpen bool
+}
+
+// HasL7 reports whether any entry needs an L7 decision: the agent then runs
+// a queue reader.
+func (s *HostState) HasL7() bool {
+	for i := range s.Workloads {
+		for _, list := range [][]Entry{s.Workloads[i].Egress, s.Workloads[i].Ingress} {
+			for _, e := range list {
+				if e.Profile != 0 {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // Validate checks what the kernel layout relies on and names the offending
@@ -229,6 +295,18 @@ func (s *HostState) validate() (v4, v6 []IdentityRange, err error) {
 	}
 	if err := validVerdict(s.IngressDefault); err != nil {
 		return nil, nil, fmt.Errorf("nft: ingress default: %w", err)
+	}
+	for i, p := range s.Profiles {
+		if len(p.Apps) == 0 {
+			return nil, nil, fmt.Errorf("nft: profile #%d: no apps", i+1)
+		}
+		for j, a := range p.Apps {
+			for _, v := range []string{a.MinVersion, a.MaxVersion} {
+				if _, ok := ParseVersion(v); v != "" && !ok {
+					return nil, nil, fmt.Errorf("nft: profile #%d: app #%d (%s): version %q: want a version like 1.2", i+1, j, a.Name, v)
+				}
+			}
+		}
 	}
 	if v4, v6, err = validRanges(s.Identities); err != nil {
 		return nil, nil, err
@@ -256,6 +334,9 @@ func (s *HostState) validate() (v4, v6 []IdentityRange, err error) {
 			list []Entry
 		}{{"egress", w.Egress}, {"ingress", w.Ingress}} {
 			for j, e := range d.list {
+				if e.Profile < 0 || e.Profile > len(s.Profiles) {
+					return nil, nil, fmt.Errorf("nft: workload %s: %s entry #%d: profile %d: want 0..%d", w.Name, d.dir, j, e.Profile, len(s.Profiles))
+				}
 				if err := validEntry(e); err != nil {
 					return nil, nil, fmt.Errorf("nft: workload %s: %s entry #%d: %w", w.Name, d.dir, j, err)
 				}

@@ -9,6 +9,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"github.com/google/nftables/xt"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,6 +27,10 @@ type Config struct {
 	LogRate uint32
 	// LogBurst is the bucket size. Default 2×LogRate.
 	LogBurst uint32
+	// L7Queue is the NFQUEUE number the payload packets of connections
+	// waiting for an L7 decision go to (the agent's queue reader). Default
+	// 7.
+	L7Queue uint16
 	// NetNS is a descriptor of the network namespace to work in; 0 means
 	// the caller's.
 	NetNS int
@@ -36,6 +41,7 @@ const (
 	DefaultTable    = "bulkhead"
 	DefaultLogGroup = 100
 	DefaultLogRate  = 100
+	DefaultL7Queue  = 7
 )
 
 // NFLOG prefixes of dropped and rejected packets.
@@ -53,6 +59,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.LogRate == 0 {
 		c.LogRate = DefaultLogRate
+	}
+	if c.L7Queue == 0 {
+		c.L7Queue = DefaultL7Queue
 	}
 	if c.LogBurst == 0 {
 		c.LogBurst = 2 * c.LogRate
@@ -81,6 +90,7 @@ const (
 	regPeer  = reg32 + 4
 	regProto = reg32 + 5
 	regPort  = reg32 + 6
+	reg2     = 2 // a second 16-byte register (32-bit registers 4-7)
 )
 
 // conntrack state bits, as `ct state` loads them (host order).
@@ -90,6 +100,24 @@ const (
 	ctRelated     = 4
 	ctUntracked   = 64
 )
+
+// NFQUEUE target flags (struct xt_NFQ_info_v3).
+const (
+	nfqBypass = 0x1 // no reader bound: accept instead of drop
+)
+
+// nfqueueInfo is struct xt_NFQ_info_v3 in host order: queue number, number
+// of queues (1), flags. This kernel has no nft queue expression, but the
+// xtables target through nft compat works.
+func nfqueueInfo(queue uint16, bypass bool) []byte {
+	var flags uint16
+	if bypass {
+		flags |= nfqBypass
+	}
+	b := binary.NativeEndian.AppendUint16(nil, queue)
+	b = binary.NativeEndian.AppendUint16(b, 1)
+	return binary.NativeEndian.AppendUint16(b, flags)
+}
 
 func native32(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
 
@@ -141,18 +169,54 @@ func (c *compiled) chains(cfg Config, sets map[string]*nftables.Set, v int) []ch
 	drop := &expr.Verdict{Kind: expr.VerdictDrop}
 	gotoChain := func(name string) *expr.Verdict { return &expr.Verdict{Kind: expr.VerdictGoto, Chain: name} }
 
+	// markAny tests whether the ct mark has any of bits.
+	markAny := func(bits Mark) []expr.Any {
+		return []expr.Any{
+			&expr.Ct{Key: expr.CtKeyMARK, Register: reg1},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: native32(uint32(bits)), Xor: native32(0)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: native32(0)},
+		}
+	}
+	setMetaMark := func(reg uint32) *expr.Meta {
+		return &expr.Meta{Key: expr.MetaKeyMARK, Register: reg, SourceRegister: true}
+	}
+	jumpL7 := &expr.Verdict{Kind: expr.VerdictJump, Chain: ChainL7}
 	forward := chainSpec{name: ChainForward, base: true, rules: []ruleSpec{
-		{exprs: append(ctStateAny(ctEstablished|ctRelated), accept), comment: revisionComment(c.revision)},
+		// Packets of connections waiting for an L7 decision, and of those
+		// an L7 verdict dropped; the only test every other packet pays.
+		{exprs: append(markAny(MarkL7Pending|Mark(Drop)<<markActShift), jumpL7), comment: revisionComment(c.revision)},
+		{exprs: append(ctStateAny(ctEstablished|ctRelated), accept)},
 		{exprs: []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
 			lookup(SetWorkloads, reg1, 0, false),
 			&expr.Verdict{Kind: expr.VerdictJump, Chain: vname(ChainEgress, v)},
+		}},
+		// The ingress chain overwrites the ct mark: an egress point left
+		// pending is kept in the packet mark meanwhile.
+		{exprs: []expr.Any{
+			&expr.Ct{Key: expr.CtKeyMARK, Register: reg1},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg2, Len: 4, Mask: native32(uint32(MarkL7Pending)), Xor: native32(0)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg2, Data: native32(0)},
+			setMetaMark(reg1),
 		}},
 		{exprs: []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: reg1},
 			lookup(SetWorkloads, reg1, 0, false),
 			&expr.Verdict{Kind: expr.VerdictJump, Chain: vname(ChainIngress, v)},
 		}},
+		// Ingress allowed what egress left pending: pending it stays
+		// (a drop at ingress never gets here).
+		{exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg2, Len: 4, Mask: native32(uint32(MarkL7Pending)), Xor: native32(0)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg2, Data: native32(0)},
+			&expr.Ct{Key: expr.CtKeyMARK, Register: reg2},
+			&expr.Bitwise{SourceRegister: reg2, DestRegister: reg2, Len: 4, Mask: native32(uint32(MarkL7Pending)), Xor: native32(0)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg2, Data: native32(0)},
+			&expr.Ct{Key: expr.CtKeyMARK, Register: reg1, SourceRegister: true},
+		}},
+		// The first packet of a pending connection (UDP carries payload).
+		{exprs: append(markAny(MarkL7Pending), jumpL7)},
 	}}
 
 	point := func(name string, ingress bool) chainSpec {
@@ -238,6 +302,67 @@ func (c *compiled) chains(cfg Config, sets map[string]*nftables.Set, v int) []ch
 			&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX, Group: cfg.LogGroup, Data: []byte(prefix)},
 		}}
 	}
+	queue := &expr.Target{Name: "NFQUEUE", Rev: 3, Info: ptr(xt.Unknown(nfqueueInfo(cfg.L7Queue, c.l7FailOpen)))}
+	clearMeta := []expr.Any{&expr.Immediate{Register: reg1, Data: native32(0)}, setMetaMark(reg1)}
+	l7 := chainSpec{name: ChainL7, rules: []ruleSpec{
+		// Decided: an L7 verdict of drop or reject, for every later packet.
+		{exprs: []expr.Any{
+			&expr.Ct{Key: expr.CtKeyMARK, Register: reg1},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: native32(uint32(MarkL7Pending)), Xor: native32(0)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: native32(0)},
+			gotoChain(ChainVerdict),
+		}},
+		// Back from the queue reader (NF_REPEAT) with the final mark.
+		{exprs: append([]expr.Any{
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg2, Len: 4, Mask: native32(uint32(MarkL7Verdict)), Xor: native32(0)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg2, Data: native32(0)},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: native32(markDecided), Xor: native32(0)},
+			&expr.Ct{Key: expr.CtKeyMARK, Register: reg1, SourceRegister: true},
+		}, append(clearMeta, gotoChain(ChainL7Done))...)},
+		// TCP without payload (the handshake, pure ACKs) passes.
+		{exprs: append([]expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.NFPROTO_IPV4}},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{ProtoTCP}},
+			&expr.Payload{DestRegister: regKey, Base: expr.PayloadBaseNetworkHeader, Offset: 0, Len: 1},
+			&expr.Payload{DestRegister: regKey + 1, Base: expr.PayloadBaseTransportHeader, Offset: 12, Len: 1},
+			&expr.Bitwise{SourceRegister: regKey + 1, DestRegister: regKey + 1, Len: 1, Mask: []byte{0xf0}, Xor: []byte{0}},
+			&expr.Payload{DestRegister: regKey + 2, Base: expr.PayloadBaseNetworkHeader, Offset: 2, Len: 2},
+			lookup(SetBare4, regKey, 0, false),
+		}, append(clearMeta, accept)...)},
+		{exprs: append([]expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.NFPROTO_IPV6}},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{ProtoTCP}},
+			&expr.Payload{DestRegister: regKey, Base: expr.PayloadBaseTransportHeader, Offset: 12, Len: 1},
+			&expr.Bitwise{SourceRegister: regKey, DestRegister: regKey, Len: 1, Mask: []byte{0xf0}, Xor: []byte{0}},
+			&expr.Payload{DestRegister: regKey + 1, Base: expr.PayloadBaseNetworkHeader, Offset: 4, Len: 2},
+			lookup(SetBare6, regKey, 0, false),
+		}, append(clearMeta, accept)...)},
+		// Payload: to the reader, with the pending mark and the direction
+		// in the packet mark (this kernel cannot hand it the conntrack
+		// entry).
+		{exprs: []expr.Any{
+			&expr.Ct{Key: expr.CtKeyDIRECTION, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{1}}, // IP_CT_DIR_REPLY
+			&expr.Ct{Key: expr.CtKeyMARK, Register: reg1},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: native32(^uint32(MarkL7Reply)), Xor: native32(uint32(MarkL7Reply))},
+			setMetaMark(reg1),
+			queue,
+		}},
+		{exprs: []expr.Any{
+			&expr.Ct{Key: expr.CtKeyMARK, Register: reg1},
+			setMetaMark(reg1),
+			queue,
+		}},
+	}}
+	l7done := chainSpec{name: ChainL7Done, rules: []ruleSpec{
+		{exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: ChainVerdict}}},
+		{exprs: []expr.Any{accept}},
+	}}
 	return []chainSpec{
 		forward,
 		point(vname(ChainEgress, v), false),
@@ -253,8 +378,12 @@ func (c *compiled) chains(cfg Config, sets map[string]*nftables.Set, v int) []ch
 			}},
 			{exprs: []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED}}},
 		}},
+		l7,
+		l7done,
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func commentData(s string) []byte {
 	if s == "" {

@@ -74,7 +74,7 @@ var outsiders = []string{
 }
 
 // randomFlow draws a flow between two addresses of one family, at least
-// one of them usually a workload's, without L7 context.
+// one of them usually a workload's, some with L7 context.
 func randomFlow(rng *rand.Rand, wls, outs []netip.Addr) eval.Flow {
 	var a, b netip.Addr
 	for {
@@ -92,6 +92,15 @@ func randomFlow(rng *rand.Rand, wls, outs []netip.Addr) eval.Flow {
 		}
 	}
 	f := eval.Flow{Src: a, Dst: b, ICMPType: -1, ICMPCode: -1}
+	// Some flows carry the L7 context the queue reader would learn.
+	switch rng.IntN(6) {
+	case 0:
+		f.App, f.TLSVersion = "APP_TLS", pick(rng, []string{"1.0", "1.1", "1.2", "1.3"})
+	case 1:
+		f.App, f.TLSVersion = "APP_HTTPS", pick(rng, []string{"", "1.2"})
+	case 2:
+		f.App = pick(rng, []string{"APP_SSH", "APP_HTTP"})
+	}
 	switch rng.IntN(7) {
 	case 0, 1:
 		f.Proto, f.Port = nft.ProtoTCP, pick(rng, []uint16{0, 22, 80, 443, 7999, 8000, 8050, 8100, 8101, 65535})

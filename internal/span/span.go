@@ -19,12 +19,20 @@
 // does, and the two points combine in the ct mark as the evaluator combines
 // them.
 //
-// What the kernel cannot see yet is left out, and the evaluator agrees on
-// every flow without L7 context:
+// A rule with context profiles becomes L7 entries: the same entries, each
+// pointing at the rule's nft.Profile (the apps of all its profiles, which
+// the evaluator matches as "any profile, any app"). The kernel marks a
+// connection that reaches one pending and the agent's queue reader
+// resumes the walk once it knows the application (internal/l7), so a
+// connection decides as the evaluator decides its flow with that L7
+// context; with no application known, as the flow without context.
 //
-//   - rules with context profiles: a flow without L7 context never satisfies
-//     a profile, so the evaluator never matches them for such flows; they
-//     will be enforced once flows that need L7 context go to NFQUEUE;
+// What the kernel cannot see is left out, and the evaluator agrees on every
+// flow without that context:
+//
+//   - rules with a context profile that names FQDNs: the destination name
+//     is not known to the queue reader yet, and a flow without a name never
+//     satisfies such a profile;
 //   - users of source groups and FQDNs of destination groups: they add no
 //     addresses, so they give no identity and no entry;
 //   - staged rules: they never decide a flow; what they would have done is
@@ -103,6 +111,10 @@ type Compiler struct {
 
 	peerOnce [2][]sync.Once
 	peers    [2][][]uint32 // per side and rule: identities of that side
+
+	// profiles are the L7 conditions of rules, in rule order; a rule's
+	// profile is an index into it, -1 for none.
+	profiles []nft.Profile
 }
 
 type rule struct {
@@ -111,6 +123,10 @@ type rule struct {
 	dir  uint8 // egress and/or ingress bits
 	svcs []service
 	v    nft.Verdict
+	// profile indexes Compiler.profiles; -1: no profiles, or one the
+	// kernel path cannot check (l7Skip).
+	profile int
+	l7Skip  bool
 }
 
 // Points, as bits.
@@ -153,6 +169,16 @@ func NewCompiler(e *eval.Evaluator, set *policy.Set) (*Compiler, error) {
 		}
 		r.v = nft.Verdict{Rule: info.ID, Action: a, Log: info.Log}
 		r.svcs = services(m.Services)
+		r.profile = -1
+		if m.Profiles > 0 {
+			p, ok := c.ruleProfile(info)
+			if ok {
+				r.profile = len(c.profiles)
+				c.profiles = append(c.profiles, p)
+			} else {
+				r.l7Skip = true
+			}
+		}
 		c.rules[i] = r
 		for side, gs := range [2][]int32{m.Sources, m.Destinations} {
 			if len(gs) == 0 {
@@ -179,6 +205,35 @@ func NewCompiler(e *eval.Evaluator, set *policy.Set) (*Compiler, error) {
 		rs[f] = append(rs[f], addrRange{r.Lo, r.Hi})
 	}
 	return c, nil
+}
+
+// ruleProfile returns the rule's L7 condition: the union of the apps of its
+// context profiles. ok is false when a profile names FQDNs (the queue
+// reader does not know destination names) or the rule cannot be found.
+func (c *Compiler) ruleProfile(info eval.RuleInfo) (nft.Profile, bool) {
+	pol := c.set.Policies[info.Policy]
+	if pol == nil {
+		return nft.Profile{}, false
+	}
+	i := slices.IndexFunc(pol.Spec.Rules, func(r policy.Rule) bool { return r.Name == info.Name })
+	if i < 0 {
+		return nft.Profile{}, false
+	}
+	var out nft.Profile
+	for _, name := range pol.Spec.Rules[i].Profiles {
+		cp := c.set.ContextProfiles[name]
+		if cp == nil || len(cp.Spec.FQDNs) > 0 {
+			return nft.Profile{}, false
+		}
+		if len(cp.Spec.Apps) == 0 {
+			// A profile without apps or names: any identified application.
+			out.Apps = append(out.Apps, nft.AppMatch{})
+		}
+		for _, a := range cp.Spec.Apps {
+			out.Apps = append(out.Apps, nft.AppMatch{Name: a.Name, MinVersion: a.MinVersion, MaxVersion: a.MaxVersion})
+		}
+	}
+	return out, len(out.Apps) > 0
 }
 
 // ForHost returns the state of host at revision: NewCompiler(e, set) then
@@ -218,10 +273,12 @@ type Stats struct {
 	Entries    int
 	Identities int // distinct identities with address ranges
 	Ranges     int
-	// Staged and L7 count the distinct rules left out because they are
-	// staged or need L7 context, among those that apply to a local
-	// workload.
-	Staged, L7 int
+	// Staged and L7Skipped count the distinct rules left out because they
+	// are staged or need an L7 context the kernel path cannot check (FQDN
+	// profiles), among those that apply to a local workload.
+	Staged, L7Skipped int
+	// L7 counts the distinct rules with L7 entries.
+	L7 int
 	// OneFamily counts the rules, per workload and direction, that hold the
 	// workload's addresses of one family only (see the package doc).
 	OneFamily int
@@ -282,7 +339,7 @@ func (c *Compiler) Host(host string, revision int64) (*nft.HostState, Stats, err
 		inexact []string
 		oneFam  int
 		staged  = map[int32]bool{}
-		l7      = map[int32]bool{}
+		l7Skip  = map[int32]bool{}
 	)
 	for li := range locals {
 		w := &locals[li]
@@ -303,8 +360,8 @@ func (c *Compiler) Host(host string, revision int64) (*nft.HostState, Stats, err
 				case r.info.Mode == policy.ModeStaged:
 					staged[ri] = true
 					continue
-				case r.m.Profiles > 0:
-					l7[ri] = true
+				case r.l7Skip:
+					l7Skip[ri] = true
 					continue
 				case r.m.NoService:
 					continue
@@ -353,13 +410,32 @@ func (c *Compiler) Host(host string, revision int64) (*nft.HostState, Stats, err
 		IngressDefault: dv,
 	}
 	used := map[uint32]bool{}
-	stats := Stats{Workloads: len(locals), Ranges: len(ranges), Staged: len(staged), L7: len(l7), OneFamily: oneFam}
+	stats := Stats{Workloads: len(locals), Ranges: len(ranges), Staged: len(staged), L7Skipped: len(l7Skip), OneFamily: oneFam}
+	// Host profiles are numbered in order of first use, so that the
+	// state's bytes depend only on its entries.
+	hostProfile := map[int]int{}
+	profileOf := func(ri int32) int {
+		p := c.rules[ri].profile
+		if p < 0 {
+			return 0
+		}
+		if n, ok := hostProfile[p]; ok {
+			return n
+		}
+		st.Profiles = append(st.Profiles, c.profiles[p])
+		hostProfile[p] = len(st.Profiles)
+		return len(st.Profiles)
+	}
+	l7 := map[uint32]bool{}
 	for _, w := range locals {
 		nw := nft.Workload{Name: w.name, Interface: w.iface}
 		for pi := range 2 {
-			list := c.entries(drafts, w.lists[pi], ids)
+			list := c.entries(drafts, w.lists[pi], ids, profileOf)
 			for _, en := range list {
 				used[en.Rule] = true
+				if en.Profile != 0 {
+					l7[en.Rule] = true
+				}
 			}
 			stats.Entries += len(list)
 			if pi == 0 {
@@ -371,6 +447,7 @@ func (c *Compiler) Host(host string, revision int64) (*nft.HostState, Stats, err
 		st.Workloads = append(st.Workloads, nw)
 	}
 	stats.Rules = len(used)
+	stats.L7 = len(l7)
 	distinct := map[nft.Identity]bool{}
 	for _, r := range ranges {
 		distinct[r.Identity] = true
@@ -693,7 +770,8 @@ func complement6(rs []addrRange) []addrRange {
 
 // entries turns a list of drafts into kernel entries, leaving out entries
 // that an earlier entry shadows entirely.
-func (c *Compiler) entries(drafts []draft, list []int32, ids map[atom]nft.Identity) []nft.Entry {
+// An L7 entry may not match, so it shadows nothing after it.
+func (c *Compiler) entries(drafts []draft, list []int32, ids map[atom]nft.Identity, profileOf func(int32) int) []nft.Entry {
 	var out []nft.Entry
 	type key struct {
 		peer  nft.Identity
@@ -744,6 +822,10 @@ func (c *Compiler) entries(drafts []draft, list []int32, ids map[atom]nft.Identi
 			for _, s := range r.svcs {
 				k := key{p, s.proto, s.ports}
 				if shadowed(k) {
+					continue
+				}
+				if r.profile >= 0 {
+					out = append(out, nft.Entry{Peer: p, Proto: s.proto, Ports: s.ports, Verdict: r.v, Profile: profileOf(d.rule)})
 					continue
 				}
 				seen[k] = true

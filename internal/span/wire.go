@@ -18,6 +18,11 @@ const Format = "bulkhead.hoststate.v1+json"
 // The wire form has its own field names so that renaming a Go field of the
 // nft package never changes what agents of another version read. Empty
 // lists are left out; actions are words; AnyPeer is "any".
+//
+// L7 (profiles, an entry's profile, l7FailOpen) only adds fields that are
+// left out when empty, so a state without L7 entries has the bytes it had
+// before; an agent too old to enforce L7 refuses a state with them (unknown
+// field) instead of enforcing it without its L7 rules.
 type wireState struct {
 	Format         string         `json:"format"`
 	Revision       uint64         `json:"revision"`
@@ -25,6 +30,18 @@ type wireState struct {
 	Workloads      []wireWorkload `json:"workloads,omitempty"`
 	EgressDefault  wireVerdict    `json:"egressDefault"`
 	IngressDefault wireVerdict    `json:"ingressDefault"`
+	Profiles       []wireProfile  `json:"profiles,omitempty"`
+	L7FailOpen     bool           `json:"l7FailOpen,omitempty"`
+}
+
+type wireProfile struct {
+	Apps []wireApp `json:"apps"`
+}
+
+type wireApp struct {
+	Name       string `json:"name,omitempty"`
+	MinVersion string `json:"minVersion,omitempty"`
+	MaxVersion string `json:"maxVersion,omitempty"`
 }
 
 type wireRange struct {
@@ -51,6 +68,7 @@ type wireEntry struct {
 	Proto uint8     `json:"proto"`
 	Ports [2]uint16 `json:"ports"`
 	wireVerdict
+	Profile int `json:"profile,omitempty"`
 }
 
 type wirePeer nft.Identity
@@ -109,7 +127,7 @@ func toWireEntries(es []nft.Entry) []wireEntry {
 	}
 	out := make([]wireEntry, len(es))
 	for i, e := range es {
-		out[i] = wireEntry{Peer: wirePeer(e.Peer), Proto: e.Proto, Ports: [2]uint16{e.Ports.Lo, e.Ports.Hi}, wireVerdict: toWireVerdict(e.Verdict)}
+		out[i] = wireEntry{Peer: wirePeer(e.Peer), Proto: e.Proto, Ports: [2]uint16{e.Ports.Lo, e.Ports.Hi}, wireVerdict: toWireVerdict(e.Verdict), Profile: e.Profile}
 	}
 	return out
 }
@@ -120,7 +138,7 @@ func fromWireEntries(ws []wireEntry) []nft.Entry {
 	}
 	out := make([]nft.Entry, len(ws))
 	for i, w := range ws {
-		out[i] = nft.Entry{Peer: nft.Identity(w.Peer), Proto: w.Proto, Ports: nft.PortRange{Lo: w.Ports[0], Hi: w.Ports[1]}, Verdict: w.verdict()}
+		out[i] = nft.Entry{Peer: nft.Identity(w.Peer), Proto: w.Proto, Ports: nft.PortRange{Lo: w.Ports[0], Hi: w.Ports[1]}, Verdict: w.verdict(), Profile: w.Profile}
 	}
 	return out
 }
@@ -136,6 +154,14 @@ func Encode(st *nft.HostState) ([]byte, error) {
 		Revision:       st.Revision,
 		EgressDefault:  toWireVerdict(st.EgressDefault),
 		IngressDefault: toWireVerdict(st.IngressDefault),
+		L7FailOpen:     st.L7FailOpen,
+	}
+	for _, p := range st.Profiles {
+		wp := wireProfile{Apps: make([]wireApp, len(p.Apps))}
+		for i, a := range p.Apps {
+			wp.Apps[i] = wireApp(a)
+		}
+		w.Profiles = append(w.Profiles, wp)
 	}
 	for _, r := range st.Identities {
 		w.Identities = append(w.Identities, wireRange{Lo: r.Lo, Hi: r.Hi, ID: uint32(r.Identity)})
@@ -172,6 +198,14 @@ func Decode(b []byte) (*nft.HostState, error) {
 		Revision:       w.Revision,
 		EgressDefault:  w.EgressDefault.verdict(),
 		IngressDefault: w.IngressDefault.verdict(),
+		L7FailOpen:     w.L7FailOpen,
+	}
+	for _, p := range w.Profiles {
+		np := nft.Profile{Apps: make([]nft.AppMatch, len(p.Apps))}
+		for i, a := range p.Apps {
+			np.Apps[i] = nft.AppMatch(a)
+		}
+		st.Profiles = append(st.Profiles, np)
 	}
 	for _, r := range w.Identities {
 		st.Identities = append(st.Identities, nft.IdentityRange{Lo: r.Lo, Hi: r.Hi, Identity: nft.Identity(r.ID)})

@@ -1,0 +1,73 @@
+package l7
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/bulkhead/bulkhead/internal/dpi"
+	"github.com/bulkhead/bulkhead/internal/nft"
+)
+
+// DPI classifies with internal/dpi: the application and the negotiated TLS
+// version, named as a ContextProfile names them.
+func DPI(proto uint8) Classifier {
+	c := dpiPool.Get().(*dpiClassifier)
+	c.f.Reset(proto)
+	return c
+}
+
+// A dpi.Flow holds a 16 KiB reassembly buffer: reused, not reallocated per
+// connection.
+var dpiPool = sync.Pool{New: func() any { return new(dpiClassifier) }}
+
+type dpiClassifier struct{ f dpi.Flow }
+
+// Release returns the classifier to the pool; the reader calls it once the
+// connection is decided or forgotten.
+func (c *dpiClassifier) Release() { dpiPool.Put(c) }
+
+func (c *dpiClassifier) Feed(fromClient bool, payload []byte) (nft.L7Context, bool) {
+	dir := dpi.Server
+	if fromClient {
+		dir = dpi.Client
+	}
+	r, done := c.f.Feed(dir, payload)
+	return contextOf(r), done
+}
+
+func (c *dpiClassifier) Finish() nft.L7Context { return contextOf(c.f.Finish()) }
+
+func contextOf(r *dpi.Result) nft.L7Context {
+	if r.App == dpi.AppUnknown {
+		return nft.L7Context{}
+	}
+	return nft.L7Context{App: r.App.String(), TLSVersion: r.TLSVersionName()}
+}
+
+// netlinkIfName resolves interface indexes in the namespace of fd (0: the
+// caller's).
+func netlinkIfName(fd int) func(uint32) (string, error) {
+	return func(index uint32) (string, error) {
+		var (
+			h   *netlink.Handle
+			err error
+		)
+		if fd != 0 {
+			h, err = netlink.NewHandleAt(netns.NsHandle(fd))
+		} else {
+			h, err = netlink.NewHandle()
+		}
+		if err != nil {
+			return "", fmt.Errorf("l7: netlink: %w", err)
+		}
+		defer h.Close()
+		l, err := h.LinkByIndex(int(index))
+		if err != nil {
+			return "", fmt.Errorf("l7: interface %d: %w", index, err)
+		}
+		return l.Attrs().Name, nil
+	}
+}
