@@ -194,7 +194,7 @@ func TestDirectorySourceAndRules(t *testing.T) {
 
 	// The directory now decides: alice (hr) and dave (hr-managers, nested
 	// in hr) reach HR; bob does not.
-	for user, verdict := range map[string]string{"alice": "allow", "dave": "allow", "bob": "drop", "": "drop", "ALICE": "drop"} {
+	for user, verdict := range map[string]string{"alice": "allow", "dave": "allow", "bob": "drop", "": "drop", "ALICE": "allow"} {
 		if r := eval(user, 80); r.Verdict != verdict {
 			t.Errorf("user %q: %s by %s, want %s", user, r.Verdict, r.Rule, verdict)
 		}
