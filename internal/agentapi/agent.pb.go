@@ -897,6 +897,12 @@ type FlowRecord struct {
 	IcmpCode uint32 `protobuf:"varint,19,opt,name=icmp_code,json=icmpCode,proto3" json:"icmp_code,omitempty"`
 	// seen_unix_nanos is when the counters were read.
 	SeenUnixNanos int64 `protobuf:"varint,20,opt,name=seen_unix_nanos,json=seenUnixNanos,proto3" json:"seen_unix_nanos,omitempty"`
+	// What the agent's L7 reader learned from the connection's payload, ""
+	// when it was not inspected: the AppID ("APP_SSH"), the TLS version
+	// ("1.3") and the server name (TLS SNI, HTTP Host or DNS question).
+	App           string `protobuf:"bytes,21,opt,name=app,proto3" json:"app,omitempty"`
+	TlsVersion    string `protobuf:"bytes,22,opt,name=tls_version,json=tlsVersion,proto3" json:"tls_version,omitempty"`
+	ServerName    string `protobuf:"bytes,23,opt,name=server_name,json=serverName,proto3" json:"server_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1071,6 +1077,27 @@ func (x *FlowRecord) GetSeenUnixNanos() int64 {
 	return 0
 }
 
+func (x *FlowRecord) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *FlowRecord) GetTlsVersion() string {
+	if x != nil {
+		return x.TlsVersion
+	}
+	return ""
+}
+
+func (x *FlowRecord) GetServerName() string {
+	if x != nil {
+		return x.ServerName
+	}
+	return ""
+}
+
 type FlowBatch struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Records []*FlowRecord          `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
@@ -1220,7 +1247,7 @@ const file_agent_proto_rawDesc = "" +
 	"\x0frealized_digest\x18\x02 \x01(\fR\x0erealizedDigest\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12'\n" +
 	"\x0ffailed_revision\x18\x04 \x01(\x03R\x0efailedRevision\"\r\n" +
-	"\vAckResponse\"\x9c\x05\n" +
+	"\vAckResponse\"\xf0\x05\n" +
 	"\n" +
 	"FlowRecord\x12\x15\n" +
 	"\x06src_ip\x18\x01 \x01(\fR\x05srcIp\x12\x15\n" +
@@ -1245,7 +1272,12 @@ const file_agent_proto_rawDesc = "" +
 	"\fdst_workload\x18\x11 \x01(\tR\vdstWorkload\x12\x1b\n" +
 	"\ticmp_type\x18\x12 \x01(\rR\bicmpType\x12\x1b\n" +
 	"\ticmp_code\x18\x13 \x01(\rR\bicmpCode\x12&\n" +
-	"\x0fseen_unix_nanos\x18\x14 \x01(\x03R\rseenUnixNanos\"^\n" +
+	"\x0fseen_unix_nanos\x18\x14 \x01(\x03R\rseenUnixNanos\x12\x10\n" +
+	"\x03app\x18\x15 \x01(\tR\x03app\x12\x1f\n" +
+	"\vtls_version\x18\x16 \x01(\tR\n" +
+	"tlsVersion\x12\x1f\n" +
+	"\vserver_name\x18\x17 \x01(\tR\n" +
+	"serverName\"^\n" +
 	"\tFlowBatch\x127\n" +
 	"\arecords\x18\x01 \x03(\v2\x1d.bulkhead.agent.v1.FlowRecordR\arecords\x12\x18\n" +
 	"\adropped\x18\x02 \x01(\x04R\adropped\"/\n" +

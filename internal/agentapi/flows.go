@@ -38,6 +38,9 @@ func NewFlowRecord(r *flow.Record) *FlowRecord {
 		SeenUnixNanos:  unixNanos(r.Seen),
 		RuleId:         r.RuleID,
 		Verdict:        Verdict(r.Verdict),
+		App:            r.App,
+		TlsVersion:     r.TLSVersion,
+		ServerName:     r.ServerName,
 	}
 }
 
@@ -68,6 +71,9 @@ func (m *FlowRecord) Record(host string) (flow.Record, error) {
 		End:         fromUnixNanos(m.GetEndUnixNanos()),
 		Seen:        fromUnixNanos(m.GetSeenUnixNanos()),
 		RuleID:      m.GetRuleId(),
+		App:         m.GetApp(),
+		TLSVersion:  m.GetTlsVersion(),
+		ServerName:  m.GetServerName(),
 	}
 	var ok bool
 	if r.Src, ok = netip.AddrFromSlice(m.GetSrcIp()); !ok {
@@ -92,6 +98,15 @@ func (m *FlowRecord) Record(host string) (flow.Record, error) {
 	} {
 		if f.v > f.max {
 			return r, fmt.Errorf("flow record %q: %s %d out of range 0-%d", r.ID, f.name, f.v, f.max)
+		}
+	}
+	// The L7 names are short by nature (an AppID, a DNS name of at most
+	// 253 bytes); a longer one is not what the reader produces.
+	for _, f := range []struct {
+		name, v string
+	}{{"app", r.App}, {"tls_version", r.TLSVersion}, {"server_name", r.ServerName}} {
+		if len(f.v) > maxL7Name {
+			return r, fmt.Errorf("flow record %q: %s: %d bytes, want at most %d", r.ID, f.name, len(f.v), maxL7Name)
 		}
 	}
 	r.Proto, r.SrcPort, r.DstPort = uint8(m.GetProtocol()), uint16(m.GetSrcPort()), uint16(m.GetDstPort())
@@ -130,6 +145,10 @@ func (b *FlowBatch) FlowRecords(host string) (recs []flow.Record, bad int, err e
 	}
 	return recs, bad, err
 }
+
+// maxL7Name bounds a record's App, TLSVersion and ServerName: a DNS name
+// is at most 253 bytes.
+const maxL7Name = 253
 
 func addrBytes(a netip.Addr) []byte {
 	if !a.IsValid() {

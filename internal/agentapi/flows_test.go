@@ -25,6 +25,13 @@ func TestFlowRecordRoundTrip(t *testing.T) {
 			SrcBytes: 1 << 40, SrcPackets: 1 << 33, DstBytes: 50, DstPackets: 1,
 			Start: start, Seen: start.Add(10 * time.Second), RuleID: 1<<24 - 1, Verdict: flow.Allow,
 		}},
+		{"tls connection the l7 reader classified", flow.Record{
+			ID: "h1/0000018e00000000/0000002b", Kind: flow.KindEnd, Host: "h1",
+			Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.1.1"), Proto: 6,
+			SrcPort: 40001, DstPort: 443, SrcWorkload: "web-1", SrcBytes: 900, SrcPackets: 9, DstBytes: 5000, DstPackets: 8,
+			Start: start, End: start.Add(time.Second), Seen: start.Add(time.Second), RuleID: 12, Verdict: flow.Allow,
+			App: "APP_HTTPS", TLSVersion: "1.3", ServerName: "shop.example.com",
+		}},
 		{"ended ipv6 udp", flow.Record{
 			ID: "h1/x/1", Kind: flow.KindEnd, Host: "h1",
 			Src: netip.MustParseAddr("fd00::1"), Dst: netip.MustParseAddr("fd00::2"), Proto: 17,
@@ -101,6 +108,8 @@ func TestFlowRecordRefused(t *testing.T) {
 		{func(m *FlowRecord) { m.Kind = FlowKind_FLOW_KIND_UNSPECIFIED }, "kind"},
 		{func(m *FlowRecord) { m.Kind = 9 }, "kind"},
 		{func(m *FlowRecord) { m.Verdict = Verdict_VERDICT_UNSPECIFIED }, "verdict"},
+		{func(m *FlowRecord) { m.ServerName = strings.Repeat("a", 254) }, "server_name: 254 bytes"},
+		{func(m *FlowRecord) { m.App = strings.Repeat("A", 300) }, "app: 300 bytes"},
 	} {
 		m := good()
 		tt.mod(m)

@@ -74,6 +74,9 @@ type service struct {
 	proto uint8
 	// port is the destination port, or ICMP type<<8 | code.
 	port uint16
+	// app is the AppID the agent's L7 reader saw, "" when it did not
+	// inspect the connection.
+	app string
 }
 
 type serviceCount struct {
@@ -90,6 +93,8 @@ type flowKey struct {
 	icmpCode int16
 	// user is the connection's user (directory rules decide by it).
 	user string
+	// app and tlsVersion are the L7 context (profile rules decide by it).
+	app, tlsVersion string
 }
 
 type cached struct {
@@ -177,7 +182,8 @@ func (a *Analyzer) endpoint(name string, addr netip.Addr) int32 {
 }
 
 func keyOf(r *flow.Record) flowKey {
-	k := flowKey{src: r.Src, dst: r.Dst, proto: r.Proto, port: r.DstPort, icmpType: -1, icmpCode: -1, user: r.User}
+	k := flowKey{src: r.Src, dst: r.Dst, proto: r.Proto, port: r.DstPort, icmpType: -1, icmpCode: -1, user: r.User,
+		app: r.App, tlsVersion: r.TLSVersion}
 	if r.IsICMP() {
 		k.port, k.icmpType, k.icmpCode = 0, int16(r.ICMPType), int16(r.ICMPCode)
 	}
@@ -186,9 +192,9 @@ func keyOf(r *flow.Record) flowKey {
 
 func serviceOf(r *flow.Record) service {
 	if r.IsICMP() {
-		return service{proto: r.Proto, port: uint16(r.ICMPType)<<8 | uint16(r.ICMPCode)}
+		return service{proto: r.Proto, port: uint16(r.ICMPType)<<8 | uint16(r.ICMPCode), app: r.App}
 	}
-	return service{proto: r.Proto, port: r.DstPort}
+	return service{proto: r.Proto, port: r.DstPort, app: r.App}
 }
 
 // Add counts one record. Records of one connection are one row in the
@@ -322,7 +328,8 @@ func (e *fineEdge) merge(o *fineEdge) {
 }
 
 func (a *Analyzer) decide(k flowKey) *decided {
-	f := eval.Flow{Src: k.src, Dst: k.dst, Proto: k.proto, Port: k.port, ICMPType: k.icmpType, ICMPCode: k.icmpCode, User: k.user}
+	f := eval.Flow{Src: k.src, Dst: k.dst, Proto: k.proto, Port: k.port, ICMPType: k.icmpType, ICMPCode: k.icmpCode, User: k.user,
+		App: k.app, TLSVersion: k.tlsVersion}
 	d := &decided{cur: a.outcome(a.opts.Eval, f)}
 	if a.opts.Candidate != nil {
 		d.cand = a.outcome(a.opts.Candidate, f)

@@ -80,17 +80,28 @@ type Service struct {
 	// for ICMP and ICMPv6.
 	Port               uint16
 	ICMPType, ICMPCode uint8
+	// App is the AppID the agents' L7 readers saw on these connections
+	// ("APP_HTTPS"); "" for connections they did not inspect, which are a
+	// service of their own.
+	App                string
 	Connections, Drops uint64
 }
 
+// String is the port spec, followed by the app if any: "tcp/443 APP_HTTPS".
 func (s Service) String() string {
-	if isICMP(s.Proto) {
-		return fmt.Sprintf("%s/%d/%d", ProtoName(s.Proto), s.ICMPType, s.ICMPCode)
+	var p string
+	switch {
+	case isICMP(s.Proto):
+		p = fmt.Sprintf("%s/%d/%d", ProtoName(s.Proto), s.ICMPType, s.ICMPCode)
+	case s.Port == 0:
+		p = ProtoName(s.Proto)
+	default:
+		p = fmt.Sprintf("%s/%d", ProtoName(s.Proto), s.Port)
 	}
-	if s.Port == 0 {
-		return ProtoName(s.Proto)
+	if s.App != "" {
+		p += " " + s.App
 	}
-	return fmt.Sprintf("%s/%d", ProtoName(s.Proto), s.Port)
+	return p
 }
 
 var protoNames = map[uint8]string{1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
@@ -196,7 +207,7 @@ func (a *Analyzer) Map(level Level, scope tagexpr.Expr) *Map {
 		slices.SortFunc(e.Services, func(x, y Service) int {
 			return cmp.Or(cmp.Compare(y.Connections+y.Drops, x.Connections+x.Drops),
 				cmp.Compare(x.Proto, y.Proto), cmp.Compare(x.Port, y.Port),
-				cmp.Compare(x.ICMPType, y.ICMPType), cmp.Compare(x.ICMPCode, y.ICMPCode))
+				cmp.Compare(x.ICMPType, y.ICMPType), cmp.Compare(x.ICMPCode, y.ICMPCode), strings.Compare(x.App, y.App))
 		})
 		m.Edges = append(m.Edges, e)
 	}
@@ -233,7 +244,7 @@ func newNode(id string, level Level, p *Place) Node {
 }
 
 func serviceOut(sc *serviceCount) Service {
-	s := Service{Proto: sc.svc.proto, Connections: sc.conns, Drops: sc.drops}
+	s := Service{Proto: sc.svc.proto, App: sc.svc.app, Connections: sc.conns, Drops: sc.drops}
 	if isICMP(sc.svc.proto) {
 		s.ICMPType, s.ICMPCode = uint8(sc.svc.port>>8), uint8(sc.svc.port)
 	} else {
@@ -326,9 +337,9 @@ func (a *Analyzer) WhatIf(level Level, limit int) *WhatIf {
 
 func keyService(k flowKey) service {
 	if isICMP(k.proto) {
-		return service{proto: k.proto, port: uint16(k.icmpType)<<8 | uint16(uint8(k.icmpCode))}
+		return service{proto: k.proto, port: uint16(k.icmpType)<<8 | uint16(uint8(k.icmpCode)), app: k.app}
 	}
-	return service{proto: k.proto, port: k.port}
+	return service{proto: k.proto, port: k.port, app: k.app}
 }
 
 func outcomeOut(ev *eval.Evaluator, o outcome) Outcome {

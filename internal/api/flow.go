@@ -42,6 +42,12 @@ type Flow struct {
 	Mirror bool `json:"mirror,omitempty"`
 	// User is the directory user behind the source, from login sessions.
 	User string `json:"user,omitempty"`
+	// What the agent's L7 reader learned of the connection, when an L7
+	// rule made it inspect it: the AppID ("APP_SSH"), the TLS version
+	// ("1.3") and the server name (TLS SNI, HTTP Host, DNS question).
+	App        string `json:"app,omitempty"`
+	TLSVersion string `json:"tlsVersion,omitempty"`
+	ServerName string `json:"serverName,omitempty"`
 }
 
 // FlowQuery parameters of GET /api/v1/flows.
@@ -61,4 +67,5 @@ const (
 	FlowProto = "proto" // tcp, udp, icmp, icmpv6 or a number
 	FlowPort  = "port"  // destination port
 	FlowLimit = "limit"
+	FlowApp   = "app" // AppID the L7 reader saw, "APP_SSH"
 )

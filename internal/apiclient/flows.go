@@ -21,6 +21,7 @@ type FlowQuery struct {
 	Proto    string
 	Port     uint16
 	User     string // directory user behind the source
+	App      string // AppID the agent's L7 reader saw ("APP_SSH")
 	Limit    int
 }
 
@@ -40,6 +41,7 @@ func (q FlowQuery) values() url.Values {
 	set(api.FlowUntil, q.Until)
 	set(api.FlowProto, q.Proto)
 	set(api.FlowUser, q.User)
+	set(api.FlowApp, q.App)
 	if q.Rule != 0 {
 		v.Set(api.FlowRule, strconv.FormatUint(uint64(q.Rule), 10))
 	}

@@ -179,7 +179,7 @@ func runFlowSources(ctx context.Context, a *agent.Agent, nsPath string, ff flowF
 			c, err := flow.NewCollector(flow.CollectorConfig{
 				Host: host, NetNS: fd, DumpInterval: ff.dumpInterval,
 				Local: a.Local, Workload: a.Workload, DecodeMark: decodeMark,
-				DumpMark: dumpMark, DumpMask: dumpMask, Log: log,
+				DumpMark: dumpMark, DumpMask: dumpMask, Annotate: a.AnnotateFlow, Log: log,
 			}, a.FlowBuffer())
 			if err != nil {
 				return err

@@ -28,7 +28,8 @@ seconds. --from and --to take a workload name, an IP address or a CIDR.`,
 		Example: `  bulkhead flows --since 10m
   bulkhead flows --to db-1 --verdict drop
   bulkhead flows --from 10.0.0.0/24 --proto tcp --port 5432 -o json
-  bulkhead flows --from rdsh1 --user alice`,
+  bulkhead flows --from rdsh1 --user alice
+  bulkhead flows --app APP_SSH`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := g.checkOutput(); err != nil {
@@ -58,22 +59,49 @@ seconds. --from and --to take a workload name, an IP address or a CIDR.`,
 			// The USER column only when some source has a user (login
 			// sessions known): most data centers have none.
 			users := slices.ContainsFunc(flows, func(f api.Flow) bool { return f.User != "" })
+			// Likewise APP, TLS and SERVER only when the agents' L7
+			// readers inspected some of these connections (an L7 rule
+			// concerned them).
+			apps := slices.ContainsFunc(flows, func(f api.Flow) bool { return f.App != "" })
+			tlsv := slices.ContainsFunc(flows, func(f api.Flow) bool { return f.TLSVersion != "" })
+			servers := slices.ContainsFunc(flows, func(f api.Flow) bool { return f.ServerName != "" })
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			header := "TIME\tSOURCE\tDESTINATION\tPROTO\tVERDICT\tRULE\tSENT\tRECEIVED\tDURATION"
+			header := "TIME"
 			if users {
-				header = "TIME\tUSER\tSOURCE\tDESTINATION\tPROTO\tVERDICT\tRULE\tSENT\tRECEIVED\tDURATION"
+				header += "\tUSER"
 			}
-			fmt.Fprintln(tw, header)
+			header += "\tSOURCE\tDESTINATION\tPROTO"
+			if apps {
+				header += "\tAPP"
+			}
+			if tlsv {
+				header += "\tTLS"
+			}
+			if servers {
+				header += "\tSERVER"
+			}
+			fmt.Fprintln(tw, header+"\tVERDICT\tRULE\tSENT\tRECEIVED\tDURATION")
 			for i := range flows {
 				f := &flows[i]
 				fmt.Fprint(tw, f.Seen.Local().Format(time.DateTime), "\t")
 				if users {
 					fmt.Fprint(tw, dash(f.User), "\t")
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+				fmt.Fprintf(tw, "%s\t%s\t%s\t",
 					endpoint(f.SrcWorkload, f.Src, f.SrcPort, f.Kind == "drop" && f.SrcPort == 0),
 					endpoint(f.DstWorkload, f.Dst, f.DstPort, false),
-					protoColumn(f), f.Verdict, ruleColumn(f),
+					protoColumn(f))
+				if apps {
+					fmt.Fprint(tw, dash(f.App), "\t")
+				}
+				if tlsv {
+					fmt.Fprint(tw, dash(f.TLSVersion), "\t")
+				}
+				if servers {
+					fmt.Fprint(tw, dash(f.ServerName), "\t")
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n",
+					f.Verdict, ruleColumn(f),
 					traffic(f.SrcBytes, f.SrcPackets), traffic(f.DstBytes, f.DstPackets),
 					duration(f))
 			}
@@ -93,6 +121,7 @@ seconds. --from and --to take a workload name, an IP address or a CIDR.`,
 	fl.StringVar(&q.Proto, "proto", "", "tcp, udp, icmp, icmpv6, sctp or a protocol number")
 	fl.UintVar(&port, "port", 0, "destination port")
 	fl.StringVar(&q.User, "user", "", "only flows of this directory user (from login sessions)")
+	fl.StringVar(&q.App, "app", "", "only flows the agent's L7 reader identified as this AppID (APP_SSH)")
 	fl.IntVar(&q.Limit, "limit", 100, "at most this many flows")
 	return cmd
 }

@@ -90,3 +90,43 @@ func TestFlowsCommand(t *testing.T) {
 		t.Error("--port 70000 accepted")
 	}
 }
+
+// TestFlowsApp: --app goes to the manager, and the APP, TLS and SERVER
+// columns appear only when some record carries them, "-" where one lacks.
+func TestFlowsApp(t *testing.T) {
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.Local)
+	flows := []api.Flow{
+		{ID: "h/a", Kind: "update", Src: "10.0.0.1", Dst: "10.0.0.2", SrcPort: 40000, DstPort: 443, Proto: "tcp",
+			Start: start, Seen: start, RuleID: 7, Verdict: "allow", App: "APP_HTTPS", TLSVersion: "1.3", ServerName: "shop.lab.test"},
+		{ID: "h/b", Kind: "update", Src: "10.0.0.1", Dst: "10.0.0.3", SrcPort: 40001, DstPort: 22, Proto: "tcp",
+			Start: start, Seen: start, RuleID: 8, Verdict: "allow", App: "APP_SSH"},
+		{ID: "h/c", Kind: "update", Src: "10.0.0.1", Dst: "10.0.0.4", SrcPort: 40002, DstPort: 5432, Proto: "tcp",
+			Start: start, Seen: start, RuleID: 9, Verdict: "allow"},
+	}
+	conn, query := fakeFlows(t, flows)
+	out := mustRun(t, "", append(conn, "flows", "--app", "APP_SSH")...)
+	if q := query(); q != "app=APP_SSH&limit=100" {
+		t.Errorf("query %q", q)
+	}
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("output:\n%s", out)
+	}
+	for i, want := range [][]string{
+		{"PROTO", "APP", "TLS", "SERVER", "VERDICT"},
+		{"tcp", "APP_HTTPS", "1.3", "shop.lab.test", "allow"},
+		{"tcp  APP_SSH", "-"},
+		{"tcp  -", "-"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(strings.Join(strings.Fields(lines[i]), "  "), w) {
+				t.Errorf("line %d %q lacks %q", i, lines[i], w)
+			}
+		}
+	}
+
+	conn, _ = fakeFlows(t, flows[2:])
+	if out := mustRun(t, "", append(conn, "flows")...); strings.Contains(out, "APP") || strings.Contains(out, "SERVER") {
+		t.Errorf("APP/SERVER columns without any inspected flow:\n%s", out)
+	}
+}

@@ -43,7 +43,12 @@ type CollectorConfig struct {
 	// ReadBuffer is the event socket's receive buffer in bytes; events
 	// beyond it are lost (and counted). Default 8 MiB.
 	ReadBuffer int
-	Log        *slog.Logger
+	// Annotate, when set, adds to each record what another part of the
+	// agent learned of its connection (the L7 reader's application, TLS
+	// version and server name), just before the record is buffered. It
+	// runs on the collector's goroutine and must not block for long.
+	Annotate func(*Record)
+	Log      *slog.Logger
 }
 
 // Defaults of the collectors' configurations.
@@ -354,6 +359,9 @@ func (c *Collector) record(f *conntrack.Flow, cn *conn, k Kind, rule uint32, v V
 	}
 	if c.cfg.Workload != nil {
 		r.SrcWorkload, r.DstWorkload = c.cfg.Workload(r.Src), c.cfg.Workload(r.Dst)
+	}
+	if c.cfg.Annotate != nil {
+		c.cfg.Annotate(&r)
 	}
 	return r
 }

@@ -125,3 +125,41 @@ func TestCollectorFilters(t *testing.T) {
 		t.Errorf("skipped %d, want 2", c.Stats().Skipped)
 	}
 }
+
+// TestCollectorAnnotates: the Annotate hook sees every record of a
+// connection, with its addresses and ports, before it is buffered; what it
+// adds goes out with the record.
+func TestCollectorAnnotates(t *testing.T) {
+	buf := NewBuffer(100)
+	learned := map[netip.AddrPort]string{netip.MustParseAddrPort("10.77.2.2:22"): "APP_SSH"}
+	calls := 0
+	c, err := NewCollector(CollectorConfig{Host: "h1", Workload: labWorkload, DecodeMark: testMark, Log: quietLog(),
+		Annotate: func(r *Record) {
+			calls++
+			r.App = learned[netip.AddrPortFrom(r.Dst, r.DstPort)]
+		}}, buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Unix(1000, 0)
+	ssh := ctFlow(1, markAllowTCP, "10.77.1.2", "10.77.2.2", 22, start, 1000, 500)
+	web := ctFlow(2, markAllowTCP, "10.77.1.2", "10.77.2.2", 8080, start, 1000, 500)
+	c.reconcile([]conntrack.Flow{ssh, web}, start.Add(10*time.Second))
+	recs := buf.Take(nil, 10) // else the end replaces the waiting update
+	end := ssh
+	end.Timestamp.Stop = start.Add(15 * time.Second)
+	c.eventAt(conntrack.Event{Type: conntrack.EventDestroy, Flow: &end}, start.Add(16*time.Second))
+	recs = buf.Take(recs, 10)
+	if len(recs) != 3 || calls != 3 {
+		t.Fatalf("%d records, %d annotate calls: %+v", len(recs), calls, recs)
+	}
+	for _, r := range recs {
+		want := ""
+		if r.DstPort == 22 {
+			want = "APP_SSH"
+		}
+		if r.App != want {
+			t.Errorf("%s record to port %d: app %q, want %q", r.Kind, r.DstPort, r.App, want)
+		}
+	}
+}

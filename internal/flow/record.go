@@ -139,6 +139,13 @@ type Record struct {
 	// and source port) when it started, from login sessions. The manager
 	// sets it at ingest; the agent never does.
 	User string
+
+	// What the agent's L7 reader learned from the connection's first
+	// payload packets: the application (a dpi AppID such as "APP_SSH"),
+	// the TLS version ("1.3") and the server name (TLS SNI, HTTP Host
+	// or the DNS question). Empty for connections that no L7 rule
+	// concerned, since only those are inspected, and for imports.
+	App, TLSVersion, ServerName string
 }
 
 // Unanswered reports whether the record is an attempt the destination never

@@ -136,7 +136,7 @@ const rawTable = `CREATE TABLE raw (
 	fid TEXT, kind INTEGER, host TEXT, src BLOB, dst BLOB, proto INTEGER, src_port INTEGER, dst_port INTEGER,
 	icmp_type INTEGER, icmp_code INTEGER, src_wl TEXT, dst_wl TEXT, src_bytes INTEGER, src_pkts INTEGER,
 	dst_bytes INTEGER, dst_pkts INTEGER, start_ns INTEGER, end_ns INTEGER, seen_ns INTEGER, rule_id INTEGER, verdict INTEGER,
-	staged_rule INTEGER, mirror INTEGER, user TEXT)`
+	staged_rule INTEGER, mirror INTEGER, user TEXT, app TEXT, tls_version TEXT, server_name TEXT)`
 
 var rawInsert = `INSERT INTO raw (` + columns + `) VALUES (?` + strings.Repeat(", ?", columnCount-1) + `)`
 

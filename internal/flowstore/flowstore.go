@@ -47,6 +47,9 @@ type Filter struct {
 	StagedRuleID uint32
 	// User selects flows of one directory user (flow.Record.User).
 	User string
+	// App selects flows the agent's L7 reader classified as this AppID
+	// (flow.Record.App).
+	App string
 	// NoMirrors leaves out mirror records (a second host's view of a
 	// connection), so that each connection is read once.
 	NoMirrors bool

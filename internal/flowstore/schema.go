@@ -45,4 +45,9 @@ CREATE INDEX flows_seen ON flows(seen_ns);
 	`ALTER TABLE flows ADD COLUMN mirror INTEGER NOT NULL DEFAULT 0;`,
 	// 4: the user behind the source (flow.Record.User).
 	`ALTER TABLE flows ADD COLUMN user TEXT NOT NULL DEFAULT '';`,
+	// 5: what the agent's L7 reader learned (flow.Record.App, TLSVersion,
+	// ServerName).
+	`ALTER TABLE flows ADD COLUMN app TEXT NOT NULL DEFAULT '';
+ALTER TABLE flows ADD COLUMN tls_version TEXT NOT NULL DEFAULT '';
+ALTER TABLE flows ADD COLUMN server_name TEXT NOT NULL DEFAULT '';`,
 }

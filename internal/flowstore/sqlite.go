@@ -159,13 +159,16 @@ func (s *SQLite) Close() error {
 func (s *SQLite) Skipped() uint64 { return s.skipped.Load() }
 
 const columns = "fid, kind, host, src, dst, proto, src_port, dst_port, icmp_type, icmp_code, src_wl, dst_wl, " +
-	"src_bytes, src_pkts, dst_bytes, dst_pkts, start_ns, end_ns, seen_ns, rule_id, verdict, staged_rule, mirror, user"
+	"src_bytes, src_pkts, dst_bytes, dst_pkts, start_ns, end_ns, seen_ns, rule_id, verdict, staged_rule, mirror, user, app, tls_version, server_name"
 
 // upsertTail merges a record into its flow's row. Every SET expression
 // sees the row as it was, and each is idempotent (max, or a choice by
 // seen_ns), so ingesting a record twice is the same as once. Two records of
 // one flow in one statement are merged the same way: SQLite inserts a
 // multi-row VALUES list row by row, so the second conflicts with the first.
+// The L7 names (app, tls_version, server_name) are learned once per
+// connection; max keeps them against a later record without them, in any
+// order.
 const upsertTail = `
 ON CONFLICT (start_ns, fid) DO UPDATE SET
 	kind      = max(kind, excluded.kind),
@@ -181,19 +184,22 @@ ON CONFLICT (start_ns, fid) DO UPDATE SET
 	verdict   = CASE WHEN excluded.seen_ns > seen_ns THEN excluded.verdict ELSE verdict END,
 	staged_rule = CASE WHEN excluded.seen_ns > seen_ns THEN excluded.staged_rule ELSE staged_rule END,
 	mirror    = CASE WHEN excluded.seen_ns > seen_ns THEN excluded.mirror ELSE mirror END,
-	user      = CASE WHEN excluded.user <> '' THEN excluded.user ELSE user END`
+	user      = CASE WHEN excluded.user <> '' THEN excluded.user ELSE user END,
+	app       = max(app, excluded.app),
+	tls_version = max(tls_version, excluded.tls_version),
+	server_name = max(server_name, excluded.server_name)`
 
 // upsertRows are the numbers of records one prepared upsert statement
 // takes, largest first; a batch is cut greedily into them. One statement
 // per record spent most of ingest in per-statement work (binding through
 // database/sql, stepping, resetting, and with a cancellable context a
 // goroutine per call): 256 rows a statement ingest about 1.5 times as many
-// records per CPU second (BenchmarkIngest). 256 x 24 parameters stay well
+// records per CPU second (BenchmarkIngest). 256 x 27 parameters stay well
 // under SQLite's limit of 32766.
 var upsertRows = [...]int{256, 64, 16, 4, 1}
 
 // columnCount is the number of columns in columns, one parameter each.
-const columnCount = 24
+const columnCount = 27
 
 // upsertSQL is the upsert of n records.
 func upsertSQL(n int) string {
@@ -217,7 +223,8 @@ func appendArgs(args []any, r *flow.Record) []any {
 		int64(r.Proto), int64(r.SrcPort), int64(r.DstPort), int64(r.ICMPType), int64(r.ICMPCode),
 		r.SrcWorkload, r.DstWorkload,
 		int64(r.SrcBytes), int64(r.SrcPackets), int64(r.DstBytes), int64(r.DstPackets),
-		nanos(r.Start), nanos(r.End), nanos(r.Seen), int64(r.RuleID), int64(r.Verdict), int64(r.StagedRuleID), r.Mirror, r.User)
+		nanos(r.Start), nanos(r.End), nanos(r.Seen), int64(r.RuleID), int64(r.Verdict), int64(r.StagedRuleID), r.Mirror, r.User,
+		r.App, r.TLSVersion, r.ServerName)
 }
 
 // addrKey is an address as stored: 16 bytes, IPv4 mapped into IPv6, so
@@ -405,6 +412,10 @@ func filterWhere(f Filter) (string, []any) {
 		where = append(where, "user = ?")
 		args = append(args, f.User)
 	}
+	if f.App != "" {
+		where = append(where, "app = ?")
+		args = append(args, f.App)
+	}
 	if f.StagedRuleID != 0 {
 		where = append(where, "staged_rule = ?")
 		args = append(args, int64(f.StagedRuleID))
@@ -452,7 +463,8 @@ func (s *SQLite) each(ctx context.Context, q string, args []any, fn func(*flow.R
 		)
 		r = flow.Record{}
 		if err := rows.Scan(&r.ID, &kind, &r.Host, &src, &dst, &proto, &sport, &dport, &itype, &icode, &r.SrcWorkload, &r.DstWorkload,
-			&sb, &sp, &db, &dp, &start, &end, &seen, &rule, &verd, &staged, &r.Mirror, &r.User); err != nil {
+			&sb, &sp, &db, &dp, &start, &end, &seen, &rule, &verd, &staged, &r.Mirror, &r.User,
+			&r.App, &r.TLSVersion, &r.ServerName); err != nil {
 			return fmt.Errorf("flowstore: query: %w", err)
 		}
 		r.Kind, r.Verdict = flow.Kind(kind), flow.Verdict(verd)

@@ -40,6 +40,9 @@ func (c *dpiClassifier) Feed(fromClient bool, payload []byte) (nft.L7Context, bo
 
 func (c *dpiClassifier) Finish() nft.L7Context { return contextOf(c.f.Finish()) }
 
+// ServerName is the TLS SNI, HTTP Host or DNS question seen so far.
+func (c *dpiClassifier) ServerName() string { return string(c.f.Result().Host()) }
+
 func contextOf(r *dpi.Result) nft.L7Context {
 	if r.App == dpi.AppUnknown {
 		return nft.L7Context{}

@@ -55,7 +55,11 @@ type Config struct {
 	// IfName resolves an interface index of the namespace to its name;
 	// default netlink in NetNS.
 	IfName func(index uint32) (string, error)
-	Log    *slog.Logger
+	// Learned receives what the reader learned of each connection it
+	// decided with an application (Reader.Learned); default a new
+	// NewTable(0, 0). Pass one table to keep it across readers.
+	Learned *Table
+	Log     *slog.Logger
 }
 
 // Stats are the reader's counters since it was made.
@@ -133,6 +137,9 @@ func New(cfg Config) (*Reader, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Learned == nil {
+		cfg.Learned = NewTable(0, 0)
+	}
 	r := &Reader{cfg: cfg, log: cfg.Log.With("component", "l7", "queue", cfg.Queue),
 		conns: make(map[connKey]*conn), ring: make([]connKey, cfg.MaxConns), ifNames: map[uint32]string{}}
 	if cfg.IfName == nil {
@@ -155,6 +162,10 @@ func (r *Reader) SetState(st *nft.HostState) error {
 	r.ifMu.Unlock()
 	return nil
 }
+
+// Learned is the table of what the reader learned per connection, for
+// the flow records.
+func (r *Reader) Learned() *Table { return r.cfg.Learned }
 
 // Stats returns the counters.
 func (r *Reader) Stats() Stats {
@@ -275,13 +286,35 @@ func (r *Reader) decide(k connKey, p *packet, reply bool, srcIf, dstIf uint32) (
 		r.noState.Add(1)
 		return r.failVerdict(), 0
 	}
+	now := time.Now()
+	r.publish(k, c.cls, ctx, now)
 	if rel, ok := c.cls.(interface{ Release() }); ok {
 		rel.Release()
 	}
-	c.decided, c.cls, c.decidedAt, c.gen = true, nil, time.Now(), r.gen.Load()
+	c.decided, c.cls, c.decidedAt, c.gen = true, nil, now, r.gen.Load()
 	c.mark = r.final(d, k, srcIf, dstIf, ctx)
 	r.decided.Add(1)
 	return nfRepeat, c.mark | nft.MarkL7Verdict
+}
+
+// ServerNamer is a Classifier that also knows the server's name (TLS SNI,
+// HTTP Host, DNS question).
+type ServerNamer interface {
+	ServerName() string
+}
+
+// publish puts what was learned of a connection with an application into
+// the Learned table (once per connection, so the allocation is no cost per
+// packet).
+func (r *Reader) publish(k connKey, cls Classifier, ctx nft.L7Context, now time.Time) {
+	if ctx.App == "" {
+		return
+	}
+	l := Learned{App: ctx.App, TLSVersion: ctx.TLSVersion, At: now}
+	if sn, ok := cls.(ServerNamer); ok {
+		l.ServerName = sn.ServerName()
+	}
+	r.cfg.Learned.Put(Tuple{Src: k.src, Dst: k.dst, Proto: k.proto, SPort: k.sport, DPort: k.dport}, l)
 }
 
 // final runs the walk of both points as the kernel would with the

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -251,6 +252,12 @@ func flowFilter(r *http.Request, now time.Time) (flowstore.Filter, error) {
 	}
 	f.Host = q.Get(api.FlowHost)
 	f.User = userFilter(r) // identity.go
+	if v := q.Get(api.FlowApp); v != "" {
+		if !slices.Contains(policy.KnownApps, v) {
+			return f, fmt.Errorf("%s %q: want an AppID such as APP_SSH (%s)", api.FlowApp, v, strings.Join(policy.KnownApps, ", "))
+		}
+		f.App = v
+	}
 	if v := q.Get(api.FlowLimit); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 || n > flowstore.MaxLimit {
@@ -270,6 +277,7 @@ func apiFlow(r *flow.Record) api.Flow {
 		SrcBytes: r.SrcBytes, SrcPackets: r.SrcPackets, DstBytes: r.DstBytes, DstPackets: r.DstPackets,
 		Start: r.Start, Seen: r.Seen,
 		RuleID: r.RuleID, Verdict: r.Verdict.String(), StagedRuleID: r.StagedRuleID, Mirror: r.Mirror, User: r.User,
+		App: r.App, TLSVersion: r.TLSVersion, ServerName: r.ServerName,
 	}
 	if r.IsICMP() {
 		t, c := r.ICMPType, r.ICMPCode
@@ -308,7 +316,8 @@ func (s *Server) handleFlows(w http.ResponseWriter, r *http.Request) error {
 // latest revision, which may be newer than the one the flow met.
 // d is scratch space reused between records.
 func stagedRule(ev *eval.Evaluator, r *flow.Record, d *eval.Decision) uint32 {
-	f := eval.Flow{Src: r.Src, Dst: r.Dst, Proto: r.Proto, Port: r.DstPort, ICMPType: -1, ICMPCode: -1, User: r.User}
+	f := eval.Flow{Src: r.Src, Dst: r.Dst, Proto: r.Proto, Port: r.DstPort, ICMPType: -1, ICMPCode: -1, User: r.User,
+		App: r.App, TLSVersion: r.TLSVersion}
 	if r.IsICMP() {
 		f.Port, f.ICMPType, f.ICMPCode = 0, int16(r.ICMPType), int16(r.ICMPCode)
 	}

@@ -110,6 +110,7 @@ type ambKey struct {
 
 type ambConn struct {
 	src, dst int32 // inventory indexes, or -1
+	app      uint16
 	x        Example
 	ev       Evidence // without examples: x is the one example
 }
@@ -184,11 +185,12 @@ func (a *Aggregator) Add(rec *flow.Record) {
 	}
 	a.stats.Connections++
 	var ev *Evidence
+	app := r.appOf(rec.App)
 	if r.ambiguous(x) {
 		k := ambKey{x.Src, x.Dst, x.Proto, x.SrcPort, x.DstPort}
 		c := a.amb[k]
 		if c == nil {
-			c = &ambConn{src: int32(si), dst: int32(di), x: x}
+			c = &ambConn{src: int32(si), dst: int32(di), app: app, x: x}
 			a.amb[k] = c
 		}
 		a.counts[endpoint{x.Src, x.Proto, x.SrcPort}]++
@@ -200,7 +202,7 @@ func (a *Aggregator) Add(rec *flow.Record) {
 		if swapped {
 			si, di = di, si
 		}
-		e := r.edgeOf(si, di, x)
+		e := r.edgeOf(si, di, app, x)
 		e.ev.add(x, bytes, rec.Start, last)
 		ev = &e.ev
 	}
@@ -209,8 +211,8 @@ func (a *Aggregator) Add(rec *flow.Record) {
 	}
 }
 
-func (r *recommender) edgeOf(si, di int, x Example) *edge {
-	k := peerKey{external, external}
+func (r *recommender) edgeOf(si, di int, app uint16, x Example) *edge {
+	k := peerKey{external, external, app}
 	if si >= 0 {
 		k.src = r.wlClass[si]
 	}
@@ -246,12 +248,49 @@ func (a *Aggregator) finish() {
 		if swapped {
 			si, di = di, si
 		}
-		e := r.edgeOf(si, di, x)
+		e := r.edgeOf(si, di, c.app, x)
 		e.ev.merge(&c.ev)
 		e.ev.addExample(x)
 	}
 	a.amb = map[ambKey]*ambConn{}
 	a.counts = map[endpoint]uint32{}
+	r.foldIdentified()
+}
+
+// foldIdentified puts a pair's identified connections on ports where it
+// also had unidentified ones into the port rule: a rule without a profile
+// allows them whatever their app, so a profile rule for them would never
+// decide anything. The L7 readers identify only connections an L7 rule
+// concerns, so both kinds on one port is usual while such rules change.
+func (r *recommender) foldIdentified() {
+	for k, e := range r.edges {
+		if k.app == 0 {
+			continue
+		}
+		plain := r.edges[peerKey{k.src, k.dst, 0}]
+		if plain == nil {
+			continue
+		}
+		covered := plain.ports.all()
+		var rest portSet
+		for pk := range e.ports.all() {
+			if _, ok := covered[pk]; !ok {
+				rest.add(pk)
+			}
+		}
+		if len(rest.few)+len(rest.many) > 0 {
+			e.ports = rest
+			continue
+		}
+		plain.ev.merge(&e.ev)
+		for x := range e.ext {
+			if plain.ext == nil {
+				plain.ext = map[netip.Addr]struct{}{}
+			}
+			plain.ext[x] = struct{}{}
+		}
+		delete(r.edges, k)
+	}
 }
 
 // Draft builds the recommendation from what was added. existing is the

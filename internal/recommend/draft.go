@@ -186,6 +186,7 @@ func (r *recommender) portSpecs(ps map[portKey]struct{}) []string {
 
 type ruleAgg struct {
 	srcs, dsts []string
+	app        string // AppID the rule's profile names, "" for none
 	services   map[string]struct{}
 	ev         Evidence
 	srcName    []string
@@ -229,7 +230,7 @@ func mergeRules(rs []*ruleAgg) []*ruleAgg {
 				out = append(out, ra)
 				continue
 			}
-			key := strings.Join(fixed, ",") + "|" + ra.specKey()
+			key := strings.Join(fixed, ",") + "|" + ra.specKey() + "|" + ra.app
 			m := byKey[key]
 			if m == nil {
 				byKey[key] = ra
@@ -360,20 +361,24 @@ func (r *recommender) draft() (*Draft, error) {
 		if a.src != b.src {
 			return int(a.src - b.src)
 		}
-		return int(a.dst - b.dst)
+		if a.dst != b.dst {
+			return int(a.dst - b.dst)
+		}
+		return strings.Compare(r.appName(a.app), r.appName(b.app))
 	}) {
 		e := r.edges[k]
 		if cov != nil {
-			if e = cov.uncovered(k, e, peers); e == nil {
+			if e = cov.uncovered(k, r.appName(k.app), e, peers); e == nil {
 				continue
 			}
 		}
 		srcs, sn := peers(k.src, e)
 		dsts, dn := peers(k.dst, e)
-		key := strings.Join(srcs, ",") + "|" + strings.Join(dsts, ",")
+		app := r.appName(k.app)
+		key := strings.Join(srcs, ",") + "|" + strings.Join(dsts, ",") + "|" + app
 		ra := rules[key]
 		if ra == nil {
-			ra = &ruleAgg{srcs: srcs, dsts: dsts, services: map[string]struct{}{}, srcName: []string{sn}, dstName: []string{dn}}
+			ra = &ruleAgg{srcs: srcs, dsts: dsts, app: app, services: map[string]struct{}{}, srcName: []string{sn}, dstName: []string{dn}}
 			rules[key] = ra
 		}
 		for _, s := range r.portSpecs(e.ports.all()) {
@@ -415,6 +420,7 @@ func (r *recommender) draft() (*Draft, error) {
 			Spec:   policy.ServiceSpec{Ports: []string{spec}},
 		})
 	}
+	profileName := r.profiles(d, merged, reused)
 	slices.SortFunc(d.Groups, func(a, b *policy.Group) int { return strings.Compare(a.Metadata.Name, b.Metadata.Name) })
 	slices.SortFunc(d.Services, func(a, b *policy.Service) int { return strings.Compare(a.Metadata.Name, b.Metadata.Name) })
 
@@ -428,6 +434,9 @@ func (r *recommender) draft() (*Draft, error) {
 	}
 	for _, ra := range merged {
 		base := slug("allow-" + joinNames(ra.srcName) + "-to-" + joinNames(ra.dstName))
+		if ra.app != "" {
+			base = slug(base + "-" + appSlug(ra.app))
+		}
 		if len(base) > maxRuleBase { // room for a clash suffix within 253
 			base = strings.TrimRight(base[:maxRuleBase], "-")
 		}
@@ -443,7 +452,7 @@ func (r *recommender) draft() (*Draft, error) {
 		slices.Sort(svcs)
 		ev := ra.ev
 		d.Evidence[name] = &ev
-		out = append(out, policy.Rule{
+		rule := policy.Rule{
 			Name:         name,
 			Description:  ev.Summary(),
 			Sources:      ra.srcs,
@@ -451,7 +460,11 @@ func (r *recommender) draft() (*Draft, error) {
 			Services:     svcs,
 			Action:       policy.ActionAllow,
 			Mode:         r.opt.Mode,
-		})
+		}
+		if ra.app != "" {
+			rule.Profiles = []string{profileName[ra.app]}
+		}
+		out = append(out, rule)
 	}
 	slices.SortFunc(out, func(a, b policy.Rule) int { return strings.Compare(a.Name, b.Name) })
 	for _, rule := range out {
@@ -546,4 +559,53 @@ func referencedGroups(gs []*policy.Group, rules []policy.Rule) []*policy.Group {
 		}
 	}
 	return slices.DeleteFunc(gs, func(g *policy.Group) bool { return !named[g.Metadata.Name] })
+}
+
+func (r *recommender) appName(i uint16) string {
+	if i == 0 {
+		return ""
+	}
+	return r.apps[i]
+}
+
+// appSlug is an AppID as a name part: APP_SSH -> ssh.
+func appSlug(app string) string { return slug(strings.TrimPrefix(app, "APP_")) }
+
+// profiles gives every app the rules name a ContextProfile: an existing
+// one that names exactly that app, with no version or FQDN condition, or a
+// new one in d.Profiles. It returns the profile name per app.
+func (r *recommender) profiles(d *Draft, rules []*ruleAgg, reused map[string]bool) map[string]string {
+	existing := map[string]string{}
+	if r.existing != nil {
+		for _, n := range slices.Sorted(maps.Keys(r.existing.ContextProfiles)) {
+			p := r.existing.ContextProfiles[n]
+			if p == nil || len(p.Spec.FQDNs) > 0 || len(p.Spec.Apps) != 1 {
+				continue
+			}
+			if a := p.Spec.Apps[0]; a.MinVersion == "" && a.MaxVersion == "" {
+				if _, ok := existing[a.Name]; !ok {
+					existing[a.Name] = n
+				}
+			}
+		}
+	}
+	names := map[string]string{}
+	for _, ra := range rules {
+		if ra.app == "" || names[ra.app] != "" {
+			continue
+		}
+		if n, ok := existing[ra.app]; ok {
+			names[ra.app] = n
+			reused[n] = true
+			continue
+		}
+		n := r.unique("app-"+appSlug(ra.app), policy.KindContextProfile)
+		names[ra.app] = n
+		d.Profiles = append(d.Profiles, &policy.ContextProfile{
+			Header: header(policy.KindContextProfile, n, "connections identified as "+ra.app),
+			Spec:   policy.ContextProfileSpec{Apps: []policy.AppMatch{{Name: ra.app}}},
+		})
+	}
+	slices.SortFunc(d.Profiles, func(a, b *policy.ContextProfile) int { return strings.Compare(a.Metadata.Name, b.Metadata.Name) })
+	return names
 }

@@ -42,6 +42,9 @@ type coveringRule struct {
 	name       string
 	srcs, dsts map[string]bool // nil: any
 	specs      []ports.Spec    // nil: any
+	// apps are the AppIDs the rule's profiles admit; nil for a rule
+	// without profiles, which admits connections whatever their app.
+	apps map[string]bool
 }
 
 // newCoverage reads the allow rules of prev; services are resolved through
@@ -60,10 +63,15 @@ func newCoverage(prev *policy.Policy, existing *policy.Set) *coverage {
 		return m
 	}
 	for _, rule := range prev.Spec.Rules {
-		if rule.Action != policy.ActionAllow || len(rule.Profiles) > 0 {
+		if rule.Action != policy.ActionAllow {
 			continue
 		}
 		cr := coveringRule{name: rule.Name, srcs: set(rule.Sources), dsts: set(rule.Destinations)}
+		if len(rule.Profiles) > 0 {
+			if cr.apps = profileApps(rule.Profiles, existing); len(cr.apps) == 0 {
+				continue
+			}
+		}
 		for _, svc := range rule.Services {
 			specs := []string{svc}
 			if s, ok := existing.Services[svc]; ok && s != nil {
@@ -85,6 +93,26 @@ func newCoverage(prev *policy.Policy, existing *policy.Set) *coverage {
 	return c
 }
 
+// profileApps are the AppIDs profiles admit whatever the version and
+// name: a profile with a version or FQDN condition, or one the set lacks,
+// admits none here, so that the draft proposes a rule rather than trusting
+// a condition it cannot check on its evidence.
+func profileApps(profiles []string, existing *policy.Set) map[string]bool {
+	apps := map[string]bool{}
+	for _, n := range profiles {
+		p, ok := existing.ContextProfiles[n]
+		if !ok || p == nil || len(p.Spec.FQDNs) > 0 {
+			continue
+		}
+		for _, a := range p.Spec.Apps {
+			if a.MinVersion == "" && a.MaxVersion == "" {
+				apps[a.Name] = true
+			}
+		}
+	}
+	return apps
+}
+
 func sideCovers(rule map[string]bool, peers []string) bool {
 	if rule == nil {
 		return true
@@ -100,11 +128,15 @@ func sideCovers(rule map[string]bool, peers []string) bool {
 	return true
 }
 
-// find returns the first rule allowing srcs to dsts on k, or -1.
-func (c *coverage) find(srcs, dsts []string, k portKey) int {
+// find returns the first rule allowing srcs to dsts on k for connections
+// of app ("" not identified), or -1.
+func (c *coverage) find(srcs, dsts []string, k portKey, app string) int {
 	for i := range c.rules {
 		cr := &c.rules[i]
 		if !sideCovers(cr.srcs, srcs) || !sideCovers(cr.dsts, dsts) {
+			continue
+		}
+		if cr.apps != nil && !cr.apps[app] {
 			continue
 		}
 		if cr.specs == nil {
@@ -140,7 +172,7 @@ func (c *coverage) credit(i int, e *edge, credited map[int]bool) {
 // the existing rules do not allow, or nil when they allow all of it. An
 // edge with an outside end is checked address by address; the part left
 // is the uncovered addresses on the uncovered ports.
-func (c *coverage) uncovered(k peerKey, e *edge, peers func(int32, *edge) ([]string, string)) *edge {
+func (c *coverage) uncovered(k peerKey, app string, e *edge, peers func(int32, *edge) ([]string, string)) *edge {
 	srcs, _ := peers(k.src, e)
 	dsts, _ := peers(k.dst, e)
 	credited := map[int]bool{}
@@ -149,7 +181,7 @@ func (c *coverage) uncovered(k peerKey, e *edge, peers func(int32, *edge) ([]str
 		(k.src == external && srcs != nil || k.dst == external && dsts != nil)
 	if !listed {
 		for pk := range e.ports.all() {
-			if i := c.find(srcs, dsts, pk); i >= 0 {
+			if i := c.find(srcs, dsts, pk, app); i >= 0 {
 				c.credit(i, e, credited)
 			} else {
 				out.ports.add(pk)
@@ -171,7 +203,7 @@ func (c *coverage) uncovered(k peerKey, e *edge, peers func(int32, *edge) ([]str
 			} else {
 				d = one
 			}
-			if i := c.find(s, d, pk); i >= 0 {
+			if i := c.find(s, d, pk, app); i >= 0 {
 				c.credit(i, e, credited)
 				continue
 			}

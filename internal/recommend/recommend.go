@@ -190,6 +190,9 @@ type Draft struct {
 	// Groups and Services are the new objects the policy needs, by name.
 	Groups   []*policy.Group
 	Services []*policy.Service
+	// Profiles are the ContextProfiles of the applications seen (one app
+	// each), for rules of connections an L7 reader identified.
+	Profiles []*policy.ContextProfile
 	// Reused names the existing groups and services the policy refers to.
 	Reused []string
 	Policy *policy.Policy
@@ -201,7 +204,7 @@ type Draft struct {
 }
 
 // Objects returns the draft's new objects in apply order: groups,
-// services, then the policy.
+// services, profiles, then the policy.
 func (d *Draft) Objects() []policy.Object {
 	var out []policy.Object
 	for _, g := range d.Groups {
@@ -209,6 +212,9 @@ func (d *Draft) Objects() []policy.Object {
 	}
 	for _, s := range d.Services {
 		out = append(out, s)
+	}
+	for _, p := range d.Profiles {
+		out = append(out, p)
 	}
 	return append(out, d.Policy)
 }
@@ -224,17 +230,20 @@ type class struct {
 	addrs     []string
 }
 
-type peerKey struct{ src, dst int32 } // class indexes; external = -1
+// peerKey is an edge: a pair of peers and the application their
+// connections were identified as.
+type peerKey struct {
+	src, dst int32 // class indexes; external = -1
+	// app indexes recommender.apps: 0 for connections no L7 reader
+	// inspected, else the AppID it saw. Connections of one app become a
+	// rule of their own whose ContextProfile names the app, so that the
+	// data plane checks the application, not only the port.
+	app uint16
+}
 
 type portKey struct {
 	proto uint8
 	port  uint16 // ICMP: type
-	// app is the seam for AppIDs: an index into a table of application
-	// names the connections were identified as, so that services can be
-	// named for (and profiled by) the application rather than the port.
-	// Flow records carry no AppID yet (DPI is a later issue), so it is
-	// always 0, "not identified".
-	app uint16
 }
 
 type edge struct {
@@ -269,6 +278,29 @@ type recommender struct {
 	byAddr    addrIndex
 	edges     map[peerKey]*edge
 	names     map[string]bool // names taken by objects the draft creates
+	// apps are the AppIDs seen, apps[0] = "" (not identified).
+	apps   []string
+	appIdx map[string]uint16
+}
+
+// appOf is the index of AppID name in r.apps, adding it.
+func (r *recommender) appOf(name string) uint16 {
+	if name == "" {
+		return 0
+	}
+	if i, ok := r.appIdx[name]; ok {
+		return i
+	}
+	if r.appIdx == nil {
+		r.apps, r.appIdx = []string{""}, map[string]uint16{}
+	}
+	if len(r.apps) > 1<<16-1 {
+		return 0 // cannot happen with dpi's AppIDs; stay a port rule
+	}
+	i := uint16(len(r.apps))
+	r.apps = append(r.apps, name)
+	r.appIdx[name] = i
+	return i
 }
 
 func (r *recommender) classify() {

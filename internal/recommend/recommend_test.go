@@ -53,6 +53,7 @@ type tconn struct {
 	dport      uint16
 	reversed   bool // recorded with the server as source
 	repeatedID bool // also sent as an update before its end
+	app        string
 }
 
 func shopConns() []tconn {
@@ -98,6 +99,7 @@ func records(cs []tconn) []flow.Record {
 			Verdict: flow.Allow,
 		}
 		r.Seen = r.End
+		r.App = c.app
 		if c.proto == 1 {
 			r.SrcPort, r.DstPort, r.ICMPType = 0, 0, uint8(c.dport)
 		}
@@ -162,10 +164,15 @@ func TestGolden(t *testing.T) {
 	}{
 		{"shop", nil},
 		{"shop-reuse", existingSet()},
+		{"shop-apps", existingSetWithSSH()},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			in := Input{Inventory: shopInventory(), Existing: tc.existing, Flows: records(shopConns()), Scope: `app == "shop"`}
+			conns := shopConns()
+			if tc.name == "shop-apps" {
+				conns = shopAppConns()
+			}
+			in := Input{Inventory: shopInventory(), Existing: tc.existing, Flows: records(conns), Scope: `app == "shop"`}
 			d, err := Recommend(in, Options{})
 			if err != nil {
 				t.Fatal(err)
