@@ -116,7 +116,10 @@ try {
     const amber = m.edges.filter((e) => e.cls === "amber" || e.cls === "dashed");
     const red = m.edges.filter((e) => e.cls === "red");
     assert.deepEqual(amber.map((e) => e.id), [], "amber edges left");
-    assert.deepEqual(red.filter((e) => !attackerEnd(e.from) && !attackerEnd(e.to)).map((e) => e.id), [], "red edges without the attacker");
+    // Away from the attacker, red may only be drop records an earlier
+    // policy left in the window, never a connection this policy blocks.
+    const blockedNow = red.filter((e) => !attackerEnd(e.from) && !attackerEnd(e.to) && e.counts.red > e.drops);
+    assert.deepEqual(blockedNow.map((e) => `${e.id} red ${e.counts.red}, drop records ${e.drops}`), [], "red edges without the attacker");
     assert.ok(red.length > 0, "the attacker's edges are red");
     assert.ok(m.edges.some((e) => e.id === "a:prod/clients->a:prod/shop" && e.cls === "green"), "the shoppers' edge is green");
     console.log(`     ${m.edges.filter((e) => e.cls === "green").length} green edges, ${red.length} red (the attacker's)`);

@@ -24,7 +24,7 @@ export interface MapHandle {
   ready: boolean;
   revision: number;
   nodes: () => { id: string; kind: string; label: string; parent?: string }[];
-  edges: () => { id: string; from: string; to: string; cls: string; colour: string; style: string; counts: unknown }[];
+  edges: () => { id: string; from: string; to: string; cls: string; colour: string; style: string; counts: unknown; drops: number }[];
   expand: (id: string) => void;
   select: (id: string) => void;
 }
@@ -325,6 +325,7 @@ function Canvas(props: {
           colour: e.style("line-color"),
           style: e.style("line-style"),
           counts: props.graph.edges.find((d) => d.id === e.id())?.counts,
+          drops: props.graph.edges.find((d) => d.id === e.id())?.drops ?? 0,
         })),
       expand: (id) => handlers.current.onToggle(id),
       select: (id) => handlers.current.onSelect({ kind: c.getElementById(id).isEdge() ? "edge" : "node", id }),
