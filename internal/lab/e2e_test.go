@@ -89,6 +89,7 @@ func TestLabEndToEnd(t *testing.T) {
 	t.Run("Flows", e.testFlows)
 	t.Run("DiscoverRecommend", e.testDiscoverRecommend)
 	t.Run("Console", e.testConsole)
+	t.Run("L7", e.testL7)
 	t.Run("Policy", e.testPolicy)
 
 	start = time.Now()
