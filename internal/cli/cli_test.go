@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -250,5 +251,23 @@ func TestHelpEverywhere(t *testing.T) {
 	out := mustRun(t, "", "eval", "--help")
 	if !strings.Contains(out, "--tls-version") {
 		t.Errorf("eval --help:\n%s", out)
+	}
+}
+
+// TestDescribeJSON: describe -o json prints the resource as JSON, for
+// scripts; the table form adds the rule ids for people.
+func TestDescribeJSON(t *testing.T) {
+	conn := startManager(t)
+	with := func(args ...string) []string { return append(args, conn...) }
+	mustRun(t, "apiVersion: bulkhead.io/v1\nkind: Policy\nmetadata: {name: p}\nspec:\n  category: Application\n  rules:\n  - {name: r, services: [tcp/22], action: drop}\n", with("apply", "-f", "-")...)
+	out := mustRun(t, "", with("describe", "policy", "p", "-o", "json")...)
+	var p struct {
+		Kind string `json:"kind"`
+		Spec struct {
+			Rules []struct{ Name string } `json:"rules"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal([]byte(out), &p); err != nil || p.Kind != "Policy" || len(p.Spec.Rules) != 1 || p.Spec.Rules[0].Name != "r" {
+		t.Errorf("describe -o json: %v\n%s", err, out)
 	}
 }

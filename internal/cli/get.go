@@ -206,6 +206,11 @@ func newDescribeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if g.output == "json" {
+				// The resource as the API has it; the extras below are
+				// for people.
+				return g.printData(obj)
+			}
 			b, err := policy.Encode(obj)
 			if err != nil {
 				return err
