@@ -34,6 +34,12 @@ type CaptureConfig struct {
 	// Priority of the hooks; default -150, before the data plane's filter
 	// (0), so an answer is seen whatever the policy does with it.
 	Priority int32
+	// RepliesOnly logs only packets in the reply direction of a connection
+	// conntrack tracks: answers to a query the workload sent. With a
+	// priority after the data plane's filter, it also takes only answers
+	// the policy let through. A packet from port 53 that answers no query
+	// (another workload posing as a resolver) is then never believed.
+	RepliesOnly bool
 }
 
 // Capture defaults.
@@ -114,6 +120,11 @@ func InstallCapture(cfg CaptureConfig) error {
 				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
 				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
 				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0, 53}},
+			}
+			if cfg.RepliesOnly {
+				exprs = append(exprs,
+					&expr.Ct{Key: expr.CtKeyDIRECTION, Register: 1},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{1}}) // IP_CT_DIR_REPLY
 			}
 			if prefix != "" {
 				// Comparing only the prefix's bytes is nft's "bhw*".

@@ -338,6 +338,19 @@ func TestKernelCaptureInstallRemove(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
 	}
+	// Replies only, after the filter: the agent's configuration.
+	if err := InstallCapture(CaptureConfig{NetNS: fd, Priority: 10, RepliesOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	out, err = l.host.NS.Exec(context.Background(), "nft", "list", "table", "inet", DefaultCaptureTable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"priority filter + 10", "udp sport 53 ct direction reply log group 101"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
 	for range 2 {
 		if err := RemoveCapture(CaptureConfig{NetNS: fd}); err != nil {
 			t.Fatal(err)

@@ -1,7 +1,9 @@
 // Package enforce is the agent's data plane: it takes the desired states the
 // manager streams (span's host-state encoding) and makes the nftables table
 // of one network namespace hold exactly that, reporting drift; while a state
-// has L7 rules it also runs the namespace's queue reader (internal/l7).
+// has L7 rules it also runs the namespace's queue reader (internal/l7), and
+// while it has FQDN rules the DNS snooper that fills their sets
+// (internal/dnssnoop).
 package enforce
 
 import (
@@ -14,6 +16,7 @@ import (
 
 	"github.com/bulkhead/bulkhead/internal/agent"
 	"github.com/bulkhead/bulkhead/internal/agentapi"
+	"github.com/bulkhead/bulkhead/internal/dnssnoop"
 	"github.com/bulkhead/bulkhead/internal/l7"
 	"github.com/bulkhead/bulkhead/internal/nft"
 	"github.com/bulkhead/bulkhead/internal/span"
@@ -33,6 +36,11 @@ type NFT struct {
 	log    *slog.Logger
 	reader *l7.Reader // running while the realized state has L7 entries
 	stopL7 func()
+
+	netns     int
+	tableName string
+	fqdn      *fqdnRunner // running while the realized state has FQDN entries
+	dnsCache  dnssnoop.CacheConfig
 }
 
 // Option changes how an NFT enforces.
@@ -72,6 +80,10 @@ func New(netnsPath string, cfg nft.Config, opts ...Option) (*NFT, error) {
 		return nil, fmt.Errorf("enforce: %w", err)
 	}
 	e.table = t
+	e.netns, e.tableName = cfg.NetNS, cfg.Table
+	if e.tableName == "" {
+		e.tableName = nft.DefaultTable
+	}
 	e.l7cfg.NetNS = cfg.NetNS
 	e.l7cfg.Queue = cfg.L7Queue
 	return e, nil
@@ -82,6 +94,7 @@ func New(netnsPath string, cfg nft.Config, opts ...Option) (*NFT, error) {
 func (e *NFT) Close() error {
 	e.mu.Lock()
 	e.syncL7(nil)
+	e.syncFQDN(nil, false, false)
 	e.mu.Unlock()
 	if e.ns != nil {
 		return e.ns.Close()
@@ -101,6 +114,7 @@ func (e *NFT) Apply(ctx context.Context, revision int64, format string, payload 
 			return fmt.Errorf("enforce: revision %d: remove table: %w", revision, err)
 		}
 		e.syncL7(nil)
+		e.syncFQDN(nil, false, true)
 		e.empty, e.revision = true, revision
 		return nil
 	case span.Format:
@@ -114,10 +128,12 @@ func (e *NFT) Apply(ctx context.Context, revision int64, format string, payload 
 	// The manager leaves the revision out of the payload (so unchanged
 	// spans are not resent); the kernel table records the one we realize.
 	st.Revision = uint64(revision)
-	if _, err := e.table.Apply(st); err != nil {
+	stats, err := e.table.Apply(st)
+	if err != nil {
 		return fmt.Errorf("enforce: revision %d: %w", revision, err)
 	}
 	e.syncL7(st)
+	e.syncFQDN(st, stats.Mode == nft.ModeFull, true)
 	e.empty, e.revision = false, revision
 	return nil
 }
@@ -190,6 +206,52 @@ func (e *NFT) runL7(ctx context.Context, r *l7.Reader) {
 	}
 }
 
+// syncFQDN runs the DNS snooper for st when st has FQDN entries and stops
+// it otherwise (st nil: stop; uninstall also removes its capture table).
+// full says the table was just recreated, emptying the FQDN sets. Called
+// with mu held.
+func (e *NFT) syncFQDN(st *nft.HostState, full, uninstall bool) {
+	if st == nil || !st.HasFQDN() {
+		var err error
+		switch {
+		case e.fqdn != nil:
+			err = e.fqdn.close(uninstall)
+			e.fqdn = nil
+		case uninstall:
+			// An uninstalling agent never ran one: a capture table left
+			// by an earlier process goes all the same.
+			err = dnssnoop.RemoveCapture(dnssnoop.CaptureConfig{NetNS: e.netns})
+		}
+		if err != nil {
+			e.log.Error("DNS snooper: remove capture table", "err", err)
+		}
+		return
+	}
+	if e.fqdn == nil {
+		f, err := startFQDN(e.netns, e.tableName, e.dnsCache, e.log)
+		if err != nil {
+			e.log.Error("DNS snooper", "err", err)
+			return
+		}
+		e.fqdn = f
+		e.log.Info("DNS snooper started", "sets", len(st.FQDNSets))
+	}
+	if err := e.fqdn.setState(st, full); err != nil {
+		e.log.Error("DNS snooper: FQDN sets", "err", err)
+	}
+}
+
+// FQDNStats returns the DNS snooper's counters; ok is false when none
+// runs.
+func (e *NFT) FQDNStats() (FQDNStats, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.fqdn == nil {
+		return FQDNStats{}, false
+	}
+	return e.fqdn.stats(), true
+}
+
 // L7Stats returns the queue reader's counters; ok is false when none runs.
 func (e *NFT) L7Stats() (l7.Stats, bool) {
 	e.mu.Lock()
@@ -220,6 +282,7 @@ func (e *NFT) Remove(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.syncL7(nil)
+	e.syncFQDN(nil, false, true)
 	if err := e.table.Remove(); err != nil {
 		return fmt.Errorf("enforce: remove: %w", err)
 	}

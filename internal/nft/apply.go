@@ -97,7 +97,7 @@ func (t *Table) Apply(st *HostState) (Stats, error) {
 		return Stats{}, err
 	}
 	compileTime := time.Since(start)
-	if t.cur == nil || t.standby == nil {
+	if t.cur == nil || t.standby == nil || !sameFQDN(c, t.cur) || !sameFQDN(c, t.standby) {
 		return t.full(c, compileTime)
 	}
 	s, err := t.incremental(c, compileTime)
@@ -138,6 +138,9 @@ func (t *Table) ApplyIncremental(st *HostState) (Stats, error) {
 	c, err := compile(st, t.cur)
 	if err != nil {
 		return Stats{}, err
+	}
+	if !sameFQDN(c, t.cur) || !sameFQDN(c, t.standby) {
+		return Stats{}, fmt.Errorf("nft: incremental apply of revision %d: the FQDN sets or their tests changed: %w", st.Revision, ErrNotApplied)
 	}
 	return t.incremental(c, time.Since(start))
 }
@@ -313,6 +316,12 @@ func (t *Table) full(comp *compiled, compileTime time.Duration) (Stats, error) {
 					return Stats{}, fmt.Errorf("nft: apply revision %d: %w", comp.revision, err)
 				}
 			}
+		}
+	}
+	// The FQDN sets, empty: the agent's snooper fills them (fqdn.go).
+	for _, s := range t.fqdnSetDefs(comp.fqdnSets) {
+		if err := c.AddSet(s, nil); err != nil {
+			return Stats{}, fmt.Errorf("nft: apply revision %d: set %s: %w", comp.revision, s.Name, err)
 		}
 	}
 	t.addChains(c, t.allChains(0, comp, comp), true)

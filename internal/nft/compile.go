@@ -67,6 +67,11 @@ type compiled struct {
 	identities []IdentityRange // the input, to reuse ident4/6 when unchanged
 	ifaces     []string        // sorted
 	points     map[pointKey]*point
+	// fqdnSets is how many FQDN sets the table declares; dispatch holds
+	// the FQDN tests the policy maps' values refer to (fqdn.go).
+	fqdnSets   int
+	fqdnFamily []uint8 // per FQDN set
+	dispatch   dispatches
 }
 
 // pointKey names one enforcement point: a workload interface, one direction.
@@ -156,6 +161,10 @@ func compile(st *HostState, prev *compiled) (*compiled, error) {
 		egressDef:  MakeMark(st.EgressDefault, false),
 		ingressDef: MakeMark(st.IngressDefault, true),
 		points:     make(map[pointKey]*point, 2*len(st.Workloads)),
+		fqdnSets:   len(st.FQDNSets),
+	}
+	for _, f := range st.FQDNSets {
+		c.fqdnFamily = append(c.fqdnFamily, f.Family)
 	}
 	for i := range st.Workloads {
 		w := &st.Workloads[i]
@@ -166,6 +175,14 @@ func compile(st *HostState, prev *compiled) (*compiled, error) {
 				entries = w.Ingress
 			}
 			k := pointKey{w.Interface, ingress}
+			if hasFQDNEntry(entries) {
+				// Never reused: its dispatches are numbered in this compile.
+				c.points[k] = &point{
+					entries: slices.Clone(entries),
+					ivs:     appendBoxes(nil, w.Interface, resolveWith(kernelEntries(entries), c.dispatch.register(ingress)), ingress),
+				}
+				continue
+			}
 			if prev != nil {
 				if p := prev.points[k]; p != nil && slices.Equal(p.entries, entries) {
 					c.points[k] = p
@@ -259,8 +276,11 @@ func appendBoxes(out []interval, ifname string, boxes []box, ingress bool) []int
 		last := policyKey(ifname, b.peer, b.protoHi, b.portHi)
 		stop, _ := next(last) // the padding bytes keep this from overflowing
 		m := MakeMark(b.v, ingress)
-		if b.v.Action == pending {
+		switch b.v.Action {
+		case pending:
 			m = MakePendingMark(b.v, ingress)
+		case dispatchAct:
+			m = markDispatch | Mark(b.v.Rule)
 		}
 		out = append(out, interval{
 			start: elem{key: start, val: markData(m)},

@@ -49,6 +49,24 @@ func Describe(st *HostState) (string, error) {
 			b.WriteString("  " + describeInterval(iv) + "\n")
 		}
 	}
+	for i, f := range st.FQDNSets {
+		fam := ""
+		if f.Family != 0 {
+			fam = fmt.Sprintf(" IPv%d only", f.Family)
+		}
+		fmt.Fprintf(&b, "fqdn set %d (%s, %s)%s: %s\n", i+1, FQDNSetName(i+1, false), FQDNSetName(i+1, true), fam, strings.Join(f.Patterns, " "))
+	}
+	for k, d := range c.dispatch.list {
+		fmt.Fprintf(&b, "FQDN dispatch %d:", k+1)
+		for _, cd := range d.conds {
+			fmt.Fprintf(&b, " in fqdn set %d: %v;", cd.set, cd.mark)
+		}
+		if d.hasFall {
+			fmt.Fprintf(&b, " else %v\n", d.fallback)
+		} else {
+			b.WriteString(" else the next lookup\n")
+		}
+	}
 	return b.String(), nil
 }
 

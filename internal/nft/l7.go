@@ -149,6 +149,9 @@ func (d *Decider) Point(w *Workload, ingress bool, c Conn, ctx *L7Context) Mark 
 		if e.Proto != ProtoAny && (e.Proto != c.Proto || c.Port < e.Ports.Lo || c.Port > e.Ports.Hi) {
 			continue
 		}
+		if e.FQDN != 0 {
+			continue // the FQDN sets are the kernel's (see fqdn.go)
+		}
 		if e.Profile == 0 {
 			return MakeMark(e.Verdict, ingress)
 		}

@@ -18,7 +18,9 @@ import "fmt"
 //	            queue reader: the rest of the mark becomes the ct mark
 //	bit  30     (packet mark only, queued packets) the packet goes in
 //	            the connection's reply direction
-//	bit  31     reserved (0)
+//	bit  31     (policy map data only, never left in a ct mark) an FQDN
+//	            dispatch: bits 0-23 number the list of FQDN set tests
+//	            the egress chain makes next (see fqdn.go)
 //
 // A decided connection never carries bit 28, so its later packets stay in
 // the kernel; one that an L7 verdict dropped keeps its drop mark, and its
@@ -44,6 +46,8 @@ const (
 	MarkL7Pending Mark = 1 << 28
 	MarkL7Verdict Mark = 1 << 29
 	MarkL7Reply   Mark = 1 << 30
+	// markDispatch flags a policy map value that is an FQDN dispatch.
+	markDispatch Mark = 1 << 31
 	// markDecided masks what a final ct mark may hold.
 	markDecided = 1<<28 - 1
 )
@@ -95,6 +99,9 @@ func (m Mark) Ingress() bool { return m&markIngress != 0 }
 func (m Mark) Verdict() Verdict { return Verdict{Rule: m.Rule(), Action: m.Action(), Log: m.Log()} }
 
 func (m Mark) String() string {
+	if m&markDispatch != 0 {
+		return fmt.Sprintf("FQDN dispatch %d", m.Rule())
+	}
 	if m.Pending() {
 		point := "egress"
 		if m.Ingress() {

@@ -24,6 +24,8 @@
 //	  map ingress_V    key28 -> ct mark          interval; packets to a workload
 //	  set icmp         inet_proto                { icmp, ipv6-icmp } (constant)
 //	  set l7bare4/6    header sizes of TCP packets without payload (constant)
+//	  set fqdnN_v4/v6  addresses of FQDN set N, flags timeout (the agent's
+//	                   DNS snooper writes them; not versioned)
 //	  chain forward    hook forward, priority filter, policy accept:
 //	                   ct mark & (L7 pending | drop bit) jump l7 (comment: revision)
 //	                   ct state established,related accept
@@ -35,6 +37,8 @@
 //	  chain egress_V   ct state invalid,untracked drop
 //	                   ct mark = World, then ct mark = ident4_V/ident6_V[daddr]
 //	                   ct mark = egress_V[iifname . ct mark . l4proto . port] goto verdict
+//	                   (with FQDN entries: unless the value is an FQDN
+//	                   dispatch, whose set tests follow; see fqdn.go)
 //	                   ct mark = AnyPeer; the same lookup again
 //	                   ct mark = egress default, goto verdict
 //	  chain ingress_V  the same with saddr, oifname and ingress_V
@@ -105,6 +109,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 )
 
 // Identity is a numeric security identity: one per distinct set of groups an
@@ -218,6 +223,31 @@ type Entry struct {
 	// classifies it and resumes the first-match walk from this entry (see
 	// Mark and the package doc).
 	Profile int
+	// FQDN, when not 0, makes this an FQDN entry (egress only): it also
+	// needs the destination address in HostState.FQDNSets[FQDN-1]'s kernel
+	// sets, which the agent's DNS snooper fills with the addresses of the
+	// names the set's patterns match. An entry is not both L7 and FQDN.
+	FQDN int
+}
+
+// FQDNSet is a list of FQDN patterns ("www.example.com", "*.example.com",
+// "*") whose resolved addresses live in the table's sets FQDNSetName(i,
+// false/true), i its 1-based number.
+type FQDNSet struct {
+	Patterns []string
+	// Family, when 4 or 6, limits the set's entries to destinations of
+	// that family (a rule whose source holds only the workload's IPv4
+	// or IPv6 addresses); 0 is both.
+	Family uint8
+}
+
+// FQDNSetName is the kernel name of FQDN set i's (1-based) IPv4 or IPv6
+// set: fqdn3_v4, fqdn3_v6.
+func FQDNSetName(i int, v6 bool) string {
+	if v6 {
+		return fmt.Sprintf("fqdn%d_v6", i)
+	}
+	return fmt.Sprintf("fqdn%d_v4", i)
 }
 
 // Profile is the L7 condition of a rule: the connection's application must
@@ -264,6 +294,21 @@ type HostState struct {
 	// or dropped (false, the default: an L7 rule that cannot be checked
 	// does not allow).
 	L7FailOpen bool
+	// FQDNSets are the name patterns Entry.FQDN points into.
+	FQDNSets []FQDNSet
+}
+
+// HasFQDN reports whether any entry needs an FQDN set: the agent then runs
+// its DNS snooper to fill them.
+func (s *HostState) HasFQDN() bool {
+	for i := range s.Workloads {
+		for _, e := range s.Workloads[i].Egress {
+			if e.FQDN != 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // HasL7 reports whether any entry needs an L7 decision: the agent then runs
@@ -308,6 +353,19 @@ func (s *HostState) validate() (v4, v6 []IdentityRange, err error) {
 			}
 		}
 	}
+	for i, f := range s.FQDNSets {
+		if len(f.Patterns) == 0 {
+			return nil, nil, fmt.Errorf("nft: fqdn set #%d: no patterns", i+1)
+		}
+		if f.Family != 0 && f.Family != 4 && f.Family != 6 {
+			return nil, nil, fmt.Errorf("nft: fqdn set #%d: family %d: want 0 (both), 4 or 6", i+1, f.Family)
+		}
+		for j, p := range f.Patterns {
+			if p == "" || len(p) > 255 || strings.ContainsAny(p, " \t\x00") {
+				return nil, nil, fmt.Errorf("nft: fqdn set #%d: pattern #%d %q: not a name", i+1, j, p)
+			}
+		}
+	}
 	if v4, v6, err = validRanges(s.Identities); err != nil {
 		return nil, nil, err
 	}
@@ -336,6 +394,14 @@ func (s *HostState) validate() (v4, v6 []IdentityRange, err error) {
 			for j, e := range d.list {
 				if e.Profile < 0 || e.Profile > len(s.Profiles) {
 					return nil, nil, fmt.Errorf("nft: workload %s: %s entry #%d: profile %d: want 0..%d", w.Name, d.dir, j, e.Profile, len(s.Profiles))
+				}
+				switch {
+				case e.FQDN < 0 || e.FQDN > len(s.FQDNSets):
+					return nil, nil, fmt.Errorf("nft: workload %s: %s entry #%d: fqdn set %d: want 0..%d", w.Name, d.dir, j, e.FQDN, len(s.FQDNSets))
+				case e.FQDN != 0 && d.dir == "ingress":
+					return nil, nil, fmt.Errorf("nft: workload %s: ingress entry #%d: fqdn set %d: FQDN entries are egress only", w.Name, j, e.FQDN)
+				case e.FQDN != 0 && e.Profile != 0:
+					return nil, nil, fmt.Errorf("nft: workload %s: %s entry #%d: both L7 profile and fqdn set", w.Name, d.dir, j)
 				}
 				if err := validEntry(e); err != nil {
 					return nil, nil, fmt.Errorf("nft: workload %s: %s entry #%d: %w", w.Name, d.dir, j, err)

@@ -2,6 +2,7 @@ package nft
 
 import (
 	"container/heap"
+	"slices"
 	"sort"
 )
 
@@ -27,7 +28,12 @@ type box struct {
 // also merged into the list of every peer that has entries of its own, as far
 // as that peer's last entry: a hit on the peer's own boxes is then the true
 // first match, and a miss means that only a later AnyPeer entry can match.
-func resolve(entries []Entry) []box {
+func resolve(entries []Entry) []box { return resolveWith(entries, nil) }
+
+// resolveWith is resolve for lists that may hold FQDN entries: a peer whose
+// list has one is resolved by resolvePeerCond, which registers the FQDN
+// tests of each region with reg.
+func resolveWith(entries []Entry, reg dispatchFunc) []box {
 	byPeer := map[Identity][]int{}
 	var peers []Identity
 	var anyIdx []int
@@ -56,6 +62,10 @@ func resolve(entries []Entry) []box {
 	sort.Slice(peers, func(i, j int) bool { return peers[i] < peers[j] })
 	var out []box
 	for _, p := range peers {
+		if reg != nil && slices.ContainsFunc(byPeer[p], func(i int) bool { return entries[i].FQDN != 0 }) {
+			out = resolvePeerCond(out, p, entries, byPeer[p], reg)
+			continue
+		}
 		out = resolvePeer(out, p, entries, byPeer[p])
 	}
 	return out

@@ -236,8 +236,15 @@ func (c *compiled) chains(cfg Config, sets map[string]*nftables.Set, v int) []ch
 		// The lookup key: interface, the peer identity just stored in the
 		// ct mark, protocol, and the 16 bits at portOff of the transport
 		// header (destination port, or ICMP type and code).
+		// At egress, an FQDN dispatch found by the lookup goes on to the
+		// dispatch rules instead (fqdn.go).
+		fqdn := !ingress && len(c.dispatch.list) > 0
+		var dispatch []ruleSpec
+		if fqdn {
+			dispatch = c.dispatchRules()
+		}
 		decide := func(guard []expr.Any, portOff uint32) ruleSpec {
-			return ruleSpec{exprs: append(guard,
+			r := ruleSpec{exprs: append(guard,
 				&expr.Meta{Key: ifKey, Register: regKey},
 				&expr.Ct{Key: expr.CtKeyMARK, Register: regPeer},
 				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: regProto},
@@ -245,8 +252,12 @@ func (c *compiled) chains(cfg Config, sets map[string]*nftables.Set, v int) []ch
 				lookup(policy, regKey, reg1, true),
 				&expr.Byteorder{SourceRegister: reg1, DestRegister: reg1, Op: expr.ByteorderNtoh, Len: 4, Size: 4},
 				&expr.Ct{Key: expr.CtKeyMARK, Register: reg1, SourceRegister: true},
-				gotoChain(ChainVerdict),
 			)}
+			if fqdn {
+				r.exprs = append(r.exprs, dispatchGuard()...)
+			}
+			r.exprs = append(r.exprs, gotoChain(ChainVerdict))
+			return r
 		}
 		// A set rather than `meta l4proto icmp`: nft would hide that
 		// comparison as a mere dependency of the transport header load.
@@ -261,7 +272,7 @@ func (c *compiled) chains(cfg Config, sets map[string]*nftables.Set, v int) []ch
 				&expr.Ct{Key: expr.CtKeyMARK, Register: reg1, SourceRegister: true},
 			}}
 		}
-		return chainSpec{name: name, rules: []ruleSpec{
+		rules := []ruleSpec{
 			// Policy needs conntrack: without it the verdict could not be
 			// remembered, so untracked packets are refused too.
 			{exprs: append(ctStateAny(ctInvalid|ctUntracked), drop)},
@@ -271,16 +282,22 @@ func (c *compiled) chains(cfg Config, sets map[string]*nftables.Set, v int) []ch
 			ident(unix.NFPROTO_IPV6, v6off, 16, MapIdent6),
 			decide(icmp(false), 2),
 			decide(icmp(true), 0),
-			// Nothing for this peer: the entries for any peer.
+		}
+		rules = append(rules, dispatch...)
+		// Nothing for this peer: the entries for any peer.
+		rules = append(rules,
 			setPeer(AnyPeer),
 			decide(icmp(false), 2),
 			decide(icmp(true), 0),
-			{exprs: []expr.Any{
+		)
+		rules = append(rules, dispatch...)
+		return chainSpec{name: name, rules: append(rules,
+			ruleSpec{exprs: []expr.Any{
 				&expr.Immediate{Register: reg1, Data: native32(uint32(def))},
 				&expr.Ct{Key: expr.CtKeyMARK, Register: reg1, SourceRegister: true},
 				gotoChain(ChainVerdict),
 			}},
-		}}
+		)}
 	}
 
 	actionIs := func(a Action, target string) ruleSpec {

@@ -129,6 +129,14 @@ func randomSet(t testing.TB, rng *rand.Rand, u universe) *policy.Set {
 		s.Put(p)
 		profiles = append(profiles, "tls12")
 	}
+	if u.l7 && !u.noProfiles && len(profiles) == 0 && rng.IntN(2) == 0 {
+		// Names only: the kernel checks them with FQDN sets. Never next
+		// to an app profile: a rule naming both is left out of the kernel.
+		p := &policy.ContextProfile{Header: header(policy.KindContextProfile, "names")}
+		p.Spec.FQDNs = []string{pick(rng, []string{"*.example.org", "pay.example.com"})}
+		s.Put(p)
+		profiles = append(profiles, "names")
+	}
 
 	peers := func() []string {
 		if rng.IntN(3) == 0 {
@@ -208,7 +216,7 @@ func randomSet(t testing.TB, rng *rand.Rand, u universe) *policy.Set {
 // reader's resumed walk once it knows the connection's application (with
 // none known, ctx is empty and matches no profile, as a flow without
 // context matches no profile in the evaluator).
-func lookup(st *nft.HostState, wl string, ingress bool, peer netip.Addr, proto uint8, port uint16, ctx nft.L7Context) (nft.Verdict, bool) {
+func lookup(st *nft.HostState, wl string, ingress bool, peer netip.Addr, proto uint8, port uint16, ctx nft.L7Context, fqdn string) (nft.Verdict, bool) {
 	i := slices.IndexFunc(st.Workloads, func(w nft.Workload) bool { return w.Name == wl })
 	if i < 0 {
 		return nft.Verdict{}, false
@@ -230,10 +238,31 @@ func lookup(st *nft.HostState, wl string, ingress bool, peer netip.Addr, proto u
 			if e.Profile != 0 && !st.Profiles[e.Profile-1].Matches(ctx) {
 				continue
 			}
+			// The snooper put the destination in the set when the flow's
+			// name matches one of its patterns.
+			if e.FQDN != 0 {
+				fs := st.FQDNSets[e.FQDN-1]
+				if !nameMatches(fs.Patterns, fqdn) || fs.Family == 4 && !peer.Is4() || fs.Family == 6 && peer.Is4() {
+					continue
+				}
+			}
 			return e.Verdict, true
 		}
 	}
 	return def, true
+}
+
+// nameMatches is the evaluator's reading of FQDN patterns.
+func nameMatches(pats []string, name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, p := range pats {
+		if p == "*" || p == name || strings.HasPrefix(p, "*.") && len(name) > len(p)-1 && strings.HasSuffix(name, p[1:]) {
+			return true
+		}
+	}
+	return false
 }
 
 // kernelPort is what the kernel matches a flow's port against.
@@ -299,7 +328,7 @@ func (dp *dataPlane) decide(t testing.TB, f eval.Flow) (nft.Verdict, []kernelPoi
 	port := kernelPort(f)
 	ctx := nft.L7Context{App: f.App, TLSVersion: f.TLSVersion}
 	if p, ok := dp.where[f.Src]; ok {
-		v, ok := lookup(dp.states[p.host], p.workload, false, f.Dst, f.Proto, port, ctx)
+		v, ok := lookup(dp.states[p.host], p.workload, false, f.Dst, f.Proto, port, ctx, f.FQDN)
 		if !ok {
 			t.Fatalf("workload %s not in the state of host %s", p.workload, p.host)
 		}
@@ -309,7 +338,7 @@ func (dp *dataPlane) decide(t testing.TB, f eval.Flow) (nft.Verdict, []kernelPoi
 		}
 	}
 	if p, ok := dp.where[f.Dst]; ok {
-		v, ok := lookup(dp.states[p.host], p.workload, true, f.Src, f.Proto, port, ctx)
+		v, ok := lookup(dp.states[p.host], p.workload, true, f.Src, f.Proto, port, ctx, f.FQDN)
 		if !ok {
 			t.Fatalf("workload %s not in the state of host %s", p.workload, p.host)
 		}

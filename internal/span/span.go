@@ -27,14 +27,31 @@
 // connection decides as the evaluator decides its flow with that L7
 // context; with no application known, as the flow without context.
 //
+// Destination names become FQDN entries (egress only): a rule whose
+// destinations include groups with fqdns (nesting included) gets, besides
+// the entries of its destination identities, one entry per port spec for
+// any peer whose address is in the host's FQDN set of those patterns
+// (nft.Entry.FQDN; HostState.FQDNSets, numbered in order of first use, so
+// equal policies give equal bytes). A rule whose context profiles all name
+// FQDNs and no apps makes every one of its entries an FQDN entry of the
+// profiles' patterns. The agent's DNS snooper fills the sets with the
+// addresses its workloads' answers bound to matching names; the kernel
+// takes an FQDN entry only where it is the first match and the destination
+// is in its set, so an earlier entry still wins. A flow "has" a name when
+// one of its workloads resolved it to the destination address lately. When
+// the rule's source holds only one family of the workload's addresses, its
+// set is limited to that family (nft.FQDNSet.Family).
+//
 // What the kernel cannot see is left out, and the evaluator agrees on every
 // flow without that context:
 //
-//   - rules with a context profile that names FQDNs: the destination name
-//     is not known to the queue reader yet, and a flow without a name never
-//     satisfies such a profile;
-//   - users of source groups and FQDNs of destination groups: they add no
-//     addresses, so they give no identity and no entry;
+//   - rules with a context profile that names FQDNs together with apps (or
+//     next to app profiles), and FQDN profiles at an ingress point: the
+//     queue reader does not know names, the FQDN sets hold destinations;
+//   - the FQDN part of a rule that also has an L7 or FQDN profile
+//     (Stats.FQDNSkipped): a name would have to match two pattern lists;
+//   - users of source groups: they add no addresses, so they give no
+//     identity and no entry; FQDNs of destination groups at ingress;
 //   - staged rules: they never decide a flow; what they would have done is
 //     counted by replaying flow records through the evaluator.
 //
@@ -127,6 +144,10 @@ type rule struct {
 	// kernel path cannot check (l7Skip).
 	profile int
 	l7Skip  bool
+	// dstFQDN are the name patterns of the destination groups (nesting
+	// included); profFQDN, those of FQDN-only context profiles, which make
+	// every entry of the rule an FQDN entry. Sorted, lower case.
+	dstFQDN, profFQDN []string
 }
 
 // Points, as bits.
@@ -170,7 +191,11 @@ func NewCompiler(e *eval.Evaluator, set *policy.Set) (*Compiler, error) {
 		r.v = nft.Verdict{Rule: info.ID, Action: a, Log: info.Log}
 		r.svcs = services(m.Services)
 		r.profile = -1
+		r.dstFQDN = c.groupFQDNs(m.Destinations, map[string][]string{})
 		if m.Profiles > 0 {
+			r.profFQDN = c.profileFQDNs(info)
+		}
+		if m.Profiles > 0 && r.profFQDN == nil {
 			p, ok := c.ruleProfile(info)
 			if ok {
 				r.profile = len(c.profiles)
@@ -279,6 +304,10 @@ type Stats struct {
 	Staged, L7Skipped int
 	// L7 counts the distinct rules with L7 entries.
 	L7 int
+	// FQDN counts the distinct rules with FQDN entries; FQDNSkipped the
+	// rules whose destination names the kernel cannot check (a name
+	// condition together with an L7 profile or an FQDN profile).
+	FQDN, FQDNSkipped int
 	// OneFamily counts the rules, per workload and direction, that hold the
 	// workload's addresses of one family only (see the package doc).
 	OneFamily int
@@ -315,6 +344,10 @@ type draft struct {
 	rule    int32
 	anyFams uint8 // famAll: AnyPeer; fam4 or fam6: every peer of that family
 	atoms   []atom
+	// fqdn, when set, adds an FQDN entry for any peer whose address an
+	// answer for one of these patterns bound (the rule's FQDN groups).
+	fqdn     []string
+	fqdnFams uint8 // the families of the workload the rule holds
 }
 
 // local is a local workload with what its lists depend on.
@@ -340,6 +373,7 @@ func (c *Compiler) Host(host string, revision int64) (*nft.HostState, Stats, err
 		oneFam  int
 		staged  = map[int32]bool{}
 		l7Skip  = map[int32]bool{}
+		fqSkip  = map[int32]bool{}
 	)
 	for li := range locals {
 		w := &locals[li]
@@ -360,7 +394,9 @@ func (c *Compiler) Host(host string, revision int64) (*nft.HostState, Stats, err
 				case r.info.Mode == policy.ModeStaged:
 					staged[ri] = true
 					continue
-				case r.l7Skip:
+				case r.l7Skip, r.profFQDN != nil && point == ingress:
+					// FQDN sets hold destinations: an ingress point
+					// cannot check the name of its own workload.
 					l7Skip[ri] = true
 					continue
 				case r.m.NoService:
@@ -374,6 +410,14 @@ func (c *Compiler) Host(host string, revision int64) (*nft.HostState, Stats, err
 				if fams != famAll {
 					oneFam++
 				}
+				if point == egress && len(r.dstFQDN) > 0 {
+					switch {
+					case r.profile >= 0 || r.profFQDN != nil:
+						fqSkip[ri] = true
+					default:
+						d.fqdn, d.fqdnFams = r.dstFQDN, fams
+					}
+				}
 				if len(side(r.m, peerSide)) == 0 {
 					d.anyFams = fams
 				} else {
@@ -384,7 +428,7 @@ func (c *Compiler) Host(host string, revision int64) (*nft.HostState, Stats, err
 							}
 						}
 					}
-					if len(d.atoms) == 0 {
+					if len(d.atoms) == 0 && d.fqdn == nil {
 						continue // its peers are users or names only
 					}
 				}
@@ -410,7 +454,7 @@ func (c *Compiler) Host(host string, revision int64) (*nft.HostState, Stats, err
 		IngressDefault: dv,
 	}
 	used := map[uint32]bool{}
-	stats := Stats{Workloads: len(locals), Ranges: len(ranges), Staged: len(staged), L7Skipped: len(l7Skip), OneFamily: oneFam}
+	stats := Stats{Workloads: len(locals), Ranges: len(ranges), Staged: len(staged), L7Skipped: len(l7Skip), OneFamily: oneFam, FQDNSkipped: len(fqSkip)}
 	// Host profiles are numbered in order of first use, so that the
 	// state's bytes depend only on its entries.
 	hostProfile := map[int]int{}
@@ -426,15 +470,37 @@ func (c *Compiler) Host(host string, revision int64) (*nft.HostState, Stats, err
 		hostProfile[p] = len(st.Profiles)
 		return len(st.Profiles)
 	}
+	// FQDN sets too, by their patterns.
+	hostFQDN := map[string]int{}
+	fqdnOf := func(pats []string, fams uint8) int {
+		var family uint8
+		switch fams {
+		case fam4:
+			family = 4
+		case fam6:
+			family = 6
+		}
+		k := fmt.Sprint(family, pats)
+		if n, ok := hostFQDN[k]; ok {
+			return n
+		}
+		st.FQDNSets = append(st.FQDNSets, nft.FQDNSet{Patterns: slices.Clone(pats), Family: family})
+		hostFQDN[k] = len(st.FQDNSets)
+		return len(st.FQDNSets)
+	}
 	l7 := map[uint32]bool{}
+	fq := map[uint32]bool{}
 	for _, w := range locals {
 		nw := nft.Workload{Name: w.name, Interface: w.iface}
 		for pi := range 2 {
-			list := c.entries(drafts, w.lists[pi], ids, profileOf)
+			list := c.entries(drafts, w.lists[pi], ids, profileOf, fqdnOf)
 			for _, en := range list {
 				used[en.Rule] = true
 				if en.Profile != 0 {
 					l7[en.Rule] = true
+				}
+				if en.FQDN != 0 {
+					fq[en.Rule] = true
 				}
 			}
 			stats.Entries += len(list)
@@ -448,6 +514,7 @@ func (c *Compiler) Host(host string, revision int64) (*nft.HostState, Stats, err
 	}
 	stats.Rules = len(used)
 	stats.L7 = len(l7)
+	stats.FQDN = len(fq)
 	distinct := map[nft.Identity]bool{}
 	for _, r := range ranges {
 		distinct[r.Identity] = true
@@ -771,7 +838,7 @@ func complement6(rs []addrRange) []addrRange {
 // entries turns a list of drafts into kernel entries, leaving out entries
 // that an earlier entry shadows entirely.
 // An L7 entry may not match, so it shadows nothing after it.
-func (c *Compiler) entries(drafts []draft, list []int32, ids map[atom]nft.Identity, profileOf func(int32) int) []nft.Entry {
+func (c *Compiler) entries(drafts []draft, list []int32, ids map[atom]nft.Identity, profileOf func(int32) int, fqdnOf func([]string, uint8) int) []nft.Entry {
 	var out []nft.Entry
 	type key struct {
 		peer  nft.Identity
@@ -818,6 +885,10 @@ func (c *Compiler) entries(drafts []draft, list []int32, ids map[atom]nft.Identi
 			slices.Sort(peers)
 			peers = slices.Compact(peers)
 		}
+		cond := 0 // an FQDN profile: every entry is an FQDN entry
+		if r.profFQDN != nil && len(peers) > 0 {
+			cond = fqdnOf(r.profFQDN, famAll) // the peers carry the family
+		}
 		for _, p := range peers {
 			for _, s := range r.svcs {
 				k := key{p, s.proto, s.ports}
@@ -828,6 +899,10 @@ func (c *Compiler) entries(drafts []draft, list []int32, ids map[atom]nft.Identi
 					out = append(out, nft.Entry{Peer: p, Proto: s.proto, Ports: s.ports, Verdict: r.v, Profile: profileOf(d.rule)})
 					continue
 				}
+				if cond != 0 { // may not match, so it shadows nothing
+					out = append(out, nft.Entry{Peer: p, Proto: s.proto, Ports: s.ports, Verdict: r.v, FQDN: cond})
+					continue
+				}
 				seen[k] = true
 				if k.ports == nft.AllPorts {
 					wide[protoKey{k.peer, k.proto}] = true
@@ -835,8 +910,88 @@ func (c *Compiler) entries(drafts []draft, list []int32, ids map[atom]nft.Identi
 				out = append(out, nft.Entry{Peer: p, Proto: s.proto, Ports: s.ports, Verdict: r.v})
 			}
 		}
+		if d.fqdn == nil {
+			continue
+		}
+		// Destinations named by FQDN groups: any address the set holds.
+		n := 0
+		for _, s := range r.svcs {
+			if shadowed(key{nft.AnyPeer, s.proto, s.ports}) {
+				continue
+			}
+			if n == 0 {
+				n = fqdnOf(d.fqdn, d.fqdnFams)
+			}
+			out = append(out, nft.Entry{Peer: nft.AnyPeer, Proto: s.proto, Ports: s.ports, Verdict: r.v, FQDN: n})
+		}
 	}
 	return out
+}
+
+// groupFQDNs returns the FQDN patterns that make a destination a member of
+// one of the groups gs (their own and their nested groups'), normalized as
+// the evaluator reads them, sorted; nil when none. memo caches by name.
+func (c *Compiler) groupFQDNs(gs []int32, memo map[string][]string) []string {
+	var out []string
+	var walk func(name string, depth int) []string
+	walk = func(name string, depth int) []string {
+		if p, ok := memo[name]; ok {
+			return p
+		}
+		g := c.set.Groups[name]
+		if g == nil || depth > 64 { // a literal, or a cycle validation refused
+			return nil
+		}
+		var ps []string
+		for _, f := range g.Spec.FQDNs {
+			ps = append(ps, normalizeFQDN(f))
+		}
+		for _, n := range g.Spec.Groups {
+			ps = append(ps, walk(n, depth+1)...)
+		}
+		memo[name] = ps
+		return ps
+	}
+	for _, g := range gs {
+		out = append(out, walk(c.e.GroupName(g), 0)...)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// profileFQDNs returns the union of the FQDN patterns of the rule's context
+// profiles when every one of them names FQDNs and no apps (the evaluator
+// then matches the destination name alone); nil otherwise.
+func (c *Compiler) profileFQDNs(info eval.RuleInfo) []string {
+	pol := c.set.Policies[info.Policy]
+	if pol == nil {
+		return nil
+	}
+	i := slices.IndexFunc(pol.Spec.Rules, func(r policy.Rule) bool { return r.Name == info.Name })
+	if i < 0 || len(pol.Spec.Rules[i].Profiles) == 0 {
+		return nil
+	}
+	var out []string
+	for _, name := range pol.Spec.Rules[i].Profiles {
+		cp := c.set.ContextProfiles[name]
+		if cp == nil || len(cp.Spec.Apps) > 0 || len(cp.Spec.FQDNs) == 0 {
+			return nil
+		}
+		for _, f := range cp.Spec.FQDNs {
+			out = append(out, normalizeFQDN(f))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// normalizeFQDN is the evaluator's reading of a name: lower case, no root
+// dot.
+func normalizeFQDN(s string) string {
+	return strings.ToLower(strings.TrimSuffix(s, "."))
 }
 
 // services turns port specs into kernel (protocol, port range) pairs; no

@@ -22,7 +22,8 @@ const Format = "bulkhead.hoststate.v1+json"
 // L7 (profiles, an entry's profile, l7FailOpen) only adds fields that are
 // left out when empty, so a state without L7 entries has the bytes it had
 // before; an agent too old to enforce L7 refuses a state with them (unknown
-// field) instead of enforcing it without its L7 rules.
+// field) instead of enforcing it without its L7 rules. FQDN sets and an
+// entry's fqdn set do the same.
 type wireState struct {
 	Format         string         `json:"format"`
 	Revision       uint64         `json:"revision"`
@@ -32,6 +33,12 @@ type wireState struct {
 	IngressDefault wireVerdict    `json:"ingressDefault"`
 	Profiles       []wireProfile  `json:"profiles,omitempty"`
 	L7FailOpen     bool           `json:"l7FailOpen,omitempty"`
+	FQDNSets       []wireFQDNSet  `json:"fqdnSets,omitempty"`
+}
+
+type wireFQDNSet struct {
+	Patterns []string `json:"patterns"`
+	Family   uint8    `json:"family,omitempty"`
 }
 
 type wireProfile struct {
@@ -69,6 +76,7 @@ type wireEntry struct {
 	Ports [2]uint16 `json:"ports"`
 	wireVerdict
 	Profile int `json:"profile,omitempty"`
+	FQDN    int `json:"fqdn,omitempty"`
 }
 
 type wirePeer nft.Identity
@@ -127,7 +135,7 @@ func toWireEntries(es []nft.Entry) []wireEntry {
 	}
 	out := make([]wireEntry, len(es))
 	for i, e := range es {
-		out[i] = wireEntry{Peer: wirePeer(e.Peer), Proto: e.Proto, Ports: [2]uint16{e.Ports.Lo, e.Ports.Hi}, wireVerdict: toWireVerdict(e.Verdict), Profile: e.Profile}
+		out[i] = wireEntry{Peer: wirePeer(e.Peer), Proto: e.Proto, Ports: [2]uint16{e.Ports.Lo, e.Ports.Hi}, wireVerdict: toWireVerdict(e.Verdict), Profile: e.Profile, FQDN: e.FQDN}
 	}
 	return out
 }
@@ -138,7 +146,7 @@ func fromWireEntries(ws []wireEntry) []nft.Entry {
 	}
 	out := make([]nft.Entry, len(ws))
 	for i, w := range ws {
-		out[i] = nft.Entry{Peer: nft.Identity(w.Peer), Proto: w.Proto, Ports: nft.PortRange{Lo: w.Ports[0], Hi: w.Ports[1]}, Verdict: w.verdict(), Profile: w.Profile}
+		out[i] = nft.Entry{Peer: nft.Identity(w.Peer), Proto: w.Proto, Ports: nft.PortRange{Lo: w.Ports[0], Hi: w.Ports[1]}, Verdict: w.verdict(), Profile: w.Profile, FQDN: w.FQDN}
 	}
 	return out
 }
@@ -162,6 +170,9 @@ func Encode(st *nft.HostState) ([]byte, error) {
 			wp.Apps[i] = wireApp(a)
 		}
 		w.Profiles = append(w.Profiles, wp)
+	}
+	for _, f := range st.FQDNSets {
+		w.FQDNSets = append(w.FQDNSets, wireFQDNSet{Patterns: f.Patterns, Family: f.Family})
 	}
 	for _, r := range st.Identities {
 		w.Identities = append(w.Identities, wireRange{Lo: r.Lo, Hi: r.Hi, ID: uint32(r.Identity)})
@@ -206,6 +217,9 @@ func Decode(b []byte) (*nft.HostState, error) {
 			np.Apps[i] = nft.AppMatch(a)
 		}
 		st.Profiles = append(st.Profiles, np)
+	}
+	for _, f := range w.FQDNSets {
+		st.FQDNSets = append(st.FQDNSets, nft.FQDNSet{Patterns: f.Patterns, Family: f.Family})
 	}
 	for _, r := range w.Identities {
 		st.Identities = append(st.Identities, nft.IdentityRange{Lo: r.Lo, Hi: r.Hi, Identity: nft.Identity(r.ID)})

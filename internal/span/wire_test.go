@@ -16,7 +16,7 @@ import (
 // the same bytes.
 func TestWireRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	n, bytesTotal := 0, 0
+	n, bytesTotal, named := 0, 0, 0
 	for i := range 300 {
 		s := randomSet(t, rng, singleV4Universe)
 		e, err := eval.Compile(s)
@@ -45,9 +45,15 @@ func TestWireRoundTrip(t *testing.T) {
 			}
 			n++
 			bytesTotal += len(b)
+			if len(st.FQDNSets) > 0 {
+				named++
+			}
 		}
 	}
-	t.Logf("%d states, %d bytes on average", n, bytesTotal/max(n, 1))
+	t.Logf("%d states (%d with FQDN sets), %d bytes on average", n, named, bytesTotal/max(n, 1))
+	if named == 0 {
+		t.Error("no state with FQDN sets: the round trip does not cover them")
+	}
 }
 
 func TestDecodeErrors(t *testing.T) {
