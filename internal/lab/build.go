@@ -28,6 +28,10 @@ import (
 // DNS server.
 const EtcNetns = "/etc/netns"
 
+// agentDNSGrace is what the lab's agents add to a DNS answer's TTL before
+// an FQDN rule forgets the address (BULKHEAD_AGENT_DNS_GRACE).
+const agentDNSGrace = 3 * time.Second
+
 // builder carries Up's steps.
 type builder struct {
 	o      Options
@@ -292,7 +296,10 @@ func (b *builder) startAgent(h *Host, tok api.BootstrapTokenCreated) error {
 		"--manager", addr, "--ca-fingerprint", tok.CAFingerprint,
 		"--host-name", h.Name, "--state-dir", h.StateDir, "--netns", h.NetNS}
 	// The token goes through the environment, out of the process list.
-	env := append(os.Environ(), "BULKHEAD_BOOTSTRAP_TOKEN="+tok.Secret)
+	// The lab's names move with TTLs of seconds; a short DNS grace lets
+	// FQDN rules forget a moved name's old address within seconds too
+	// (the agent's default, 30s, suits real resolvers' caches).
+	env := append(os.Environ(), "BULKHEAD_BOOTSTRAP_TOKEN="+tok.Secret, "BULKHEAD_AGENT_DNS_GRACE="+agentDNSGrace.String())
 	p, err := startProc(args, env, filepath.Join(b.o.Dir, "agents", h.Name+".log"))
 	if err != nil {
 		return err

@@ -90,6 +90,7 @@ func TestLabEndToEnd(t *testing.T) {
 	t.Run("DiscoverRecommend", e.testDiscoverRecommend)
 	t.Run("Console", e.testConsole)
 	t.Run("L7", e.testL7)
+	t.Run("FQDN", e.testFQDN)
 	t.Run("Policy", e.testPolicy)
 
 	start = time.Now()

@@ -30,8 +30,10 @@ type evalEntry struct {
 	dir  int64 // identity version of the directory it was compiled with
 	eval *eval.Evaluator
 	set  *policy.Set // the revision's policy with the inventory it was compiled with
-	// span is built on first use: only the agent channel needs it.
+	// span is built on first use: only the agent channel needs it; with
+	// the sessions of version sess (user rules are keyed by their ports).
 	span *span.Compiler
+	sess int64
 }
 
 const evalCacheSize = 4
@@ -54,12 +56,18 @@ func (c *evalCache) spanCompiler(ctx context.Context, n int64) (*span.Compiler, 
 	if err != nil {
 		return nil, 0, err
 	}
+	sessions, sessVersion, err := c.ident.portSessions(ctx, time.Now())
+	if err != nil {
+		return nil, 0, err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e.span == nil {
-		if e.span, err = span.NewCompiler(e.eval, e.set); err != nil {
+	if e.span == nil || e.sess != sessVersion {
+		comp, err := span.NewCompiler(e.eval, e.set, span.WithSessions(sessions))
+		if err != nil {
 			return nil, 0, fmt.Errorf("span: revision %d: %w", e.rev, err)
 		}
+		e.span, e.sess = comp, sessVersion
 	}
 	return e.span, e.rev, nil
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/bulkhead/bulkhead/internal/directory"
 	"github.com/bulkhead/bulkhead/internal/directory/ldap"
 	"github.com/bulkhead/bulkhead/internal/flow"
+	"github.com/bulkhead/bulkhead/internal/nft"
+	"github.com/bulkhead/bulkhead/internal/span"
 	"github.com/bulkhead/bulkhead/internal/store"
 )
 
@@ -42,6 +44,9 @@ type identity struct {
 	digest   [32]byte // of what dir was built from
 	version  int64    // moves when dir changes; evaluators are keyed by it
 	sessions *directory.Table
+	// sessVersion moves when sessions change; host spans are keyed by it
+	// (port-range sessions key user rules in the kernel).
+	sessVersion int64
 }
 
 func newIdentity(st store.Store) *identity {
@@ -71,8 +76,28 @@ func (id *identity) load(ctx context.Context, now time.Time) error {
 		return err
 	}
 	id.sessions = directory.NewTable(ss)
+	id.sessVersion++
 	id.loaded = true
 	return nil
+}
+
+// portSessions returns the open sessions of port ranges (RDSH) for the
+// host spans, sorted, and the sessions' version. A whole-address session
+// is not among them: the kernel keys user rules by source port range only.
+func (id *identity) portSessions(ctx context.Context, now time.Time) ([]span.Session, int64, error) {
+	if err := id.load(ctx, now); err != nil {
+		return nil, 0, err
+	}
+	id.mu.RLock()
+	defer id.mu.RUnlock()
+	var out []span.Session
+	for _, x := range id.sessions.Sessions(netip.Addr{}) {
+		if !x.Open() || x.Ports.Whole() || !x.IP.IsValid() {
+			continue
+		}
+		out = append(out, span.Session{User: x.User, Addr: x.IP, Ports: nft.Ports(x.Ports.Lo, x.Ports.Hi)})
+	}
+	return out, id.sessVersion, nil
 }
 
 // reloadDirectoryLocked rebuilds the directory from the store, moving the
@@ -532,6 +557,9 @@ func (s *Server) handleIdentityEvents(w http.ResponseWriter, r *http.Request) er
 		}
 	}
 	if len(changed) > 0 {
+		id.sessVersion++
+		// Port-range sessions key user rules in the hosts' kernels.
+		defer s.agents.Changed()
 		if err := is.SaveSessions(r.Context(), changed); err != nil {
 			// The table holds what the store does not: read it again.
 			id.loaded = false

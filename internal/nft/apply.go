@@ -97,7 +97,8 @@ func (t *Table) Apply(st *HostState) (Stats, error) {
 		return Stats{}, err
 	}
 	compileTime := time.Since(start)
-	if t.cur == nil || t.standby == nil || !sameFQDN(c, t.cur) || !sameFQDN(c, t.standby) {
+	if t.cur == nil || t.standby == nil || !sameFQDN(c, t.cur) || !sameFQDN(c, t.standby) ||
+		!sameSessions(c, t.cur) || !sameSessions(c, t.standby) {
 		return t.full(c, compileTime)
 	}
 	s, err := t.incremental(c, compileTime)
@@ -141,6 +142,9 @@ func (t *Table) ApplyIncremental(st *HostState) (Stats, error) {
 	}
 	if !sameFQDN(c, t.cur) || !sameFQDN(c, t.standby) {
 		return Stats{}, fmt.Errorf("nft: incremental apply of revision %d: the FQDN sets or their tests changed: %w", st.Revision, ErrNotApplied)
+	}
+	if !sameSessions(c, t.cur) || !sameSessions(c, t.standby) {
+		return Stats{}, fmt.Errorf("nft: incremental apply of revision %d: the session ranges changed: %w", st.Revision, ErrNotApplied)
 	}
 	return t.incremental(c, time.Since(start))
 }

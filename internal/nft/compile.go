@@ -72,6 +72,8 @@ type compiled struct {
 	fqdnSets   int
 	fqdnFamily []uint8 // per FQDN set
 	dispatch   dispatches
+	// sessions are the state's session ranges, sorted (session.go).
+	sessions []SessionRange
 }
 
 // pointKey names one enforcement point: a workload interface, one direction.
@@ -165,6 +167,10 @@ func compile(st *HostState, prev *compiled) (*compiled, error) {
 	}
 	for _, f := range st.FQDNSets {
 		c.fqdnFamily = append(c.fqdnFamily, f.Family)
+	}
+	if len(st.Sessions) > 0 {
+		c.sessions = slices.Clone(st.Sessions)
+		slices.SortFunc(c.sessions, compareSession)
 	}
 	for i := range st.Workloads {
 		w := &st.Workloads[i]

@@ -40,6 +40,12 @@ func Describe(st *HostState) (string, error) {
 			fmt.Fprintf(&b, "  %s-%s -> identity %d\n", lo, hi, binary.BigEndian.Uint32(iv.start.val))
 		}
 	}
+	if len(c.sessions) > 0 {
+		b.WriteString("sessions (ingress, tcp and udp):\n")
+		for _, s := range c.sessions {
+			fmt.Fprintf(&b, "  %s sport %d-%d -> identity %d\n", s.Addr, s.Ports.Lo, s.Ports.Hi, s.Identity)
+		}
+	}
 	for _, s := range []struct {
 		name string
 		ivs  []interval

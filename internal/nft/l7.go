@@ -83,6 +83,10 @@ type Conn struct {
 	Peer  netip.Addr
 	Proto uint8
 	Port  uint16
+	// SrcPort is the source port at ingress: a session range there may
+	// give the peer's ports an identity of their own (SessionRange); 0
+	// when unknown.
+	SrcPort uint16
 }
 
 // Decider answers, for one HostState, what the kernel's first-match walk
@@ -141,6 +145,9 @@ func (d *Decider) Point(w *Workload, ingress bool, c Conn, ctx *L7Context) Mark 
 		list, def = w.Ingress, d.st.IngressDefault
 	}
 	peer := d.Identity(c.Peer)
+	if ingress {
+		peer = d.sessionPeer(c, peer)
+	}
 	for i := range list {
 		e := &list[i]
 		if e.Peer != AnyPeer && e.Peer != peer {

@@ -41,7 +41,11 @@
 //	                   dispatch, whose set tests follow; see fqdn.go)
 //	                   ct mark = AnyPeer; the same lookup again
 //	                   ct mark = egress default, goto verdict
-//	  chain ingress_V  the same with saddr, oifname and ingress_V
+//	  chain ingress_V  the same with saddr, oifname and ingress_V; after the
+//	                   identity lookup, one rule per session range and
+//	                   tcp/udp: saddr . sport in range: ct mark = its
+//	                   identity (HostState.Sessions, users of RDSH hosts;
+//	                   a change of them applies in full)
 //	  chain verdict    goto drop or reject by the action bits of the ct mark
 //	  chain drop       packet mark = ct mark; NFLOG (rate-limited); drop
 //	  chain reject     the same, then TCP RST for TCP, else ICMP/ICMPv6
@@ -296,6 +300,9 @@ type HostState struct {
 	L7FailOpen bool
 	// FQDNSets are the name patterns Entry.FQDN points into.
 	FQDNSets []FQDNSet
+	// Sessions give users' source port ranges their own peer identity at
+	// ingress (see SessionRange).
+	Sessions []SessionRange
 }
 
 // HasFQDN reports whether any entry needs an FQDN set: the agent then runs
@@ -367,6 +374,9 @@ func (s *HostState) validate() (v4, v6 []IdentityRange, err error) {
 		}
 	}
 	if v4, v6, err = validRanges(s.Identities); err != nil {
+		return nil, nil, err
+	}
+	if err := validSessions(s.Sessions); err != nil {
 		return nil, nil, err
 	}
 	names := map[string]bool{}

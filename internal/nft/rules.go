@@ -280,9 +280,14 @@ func (c *compiled) chains(cfg Config, sets map[string]*nftables.Set, v int) []ch
 			setPeer(World),
 			ident(unix.NFPROTO_IPV4, v4off, 4, MapIdent4),
 			ident(unix.NFPROTO_IPV6, v6off, 16, MapIdent6),
+		}
+		if ingress {
+			rules = append(rules, c.sessionRules()...)
+		}
+		rules = append(rules,
 			decide(icmp(false), 2),
 			decide(icmp(true), 0),
-		}
+		)
 		rules = append(rules, dispatch...)
 		// Nothing for this peer: the entries for any peer.
 		rules = append(rules,

@@ -150,7 +150,22 @@ type PolicySpec struct {
 	// Empty means every workload.
 	AppliedTo []string `json:"appliedTo,omitempty"`
 	Rules     []Rule   `json:"rules"`
+	// L7FailMode says what the data plane does with the payload of a
+	// connection that one of these rules left waiting for an application
+	// verdict while the host's queue reader is not running: closed (the
+	// default) drops it, open lets it through. A host's single queue
+	// fails open only when every section with L7 rules in its span says
+	// open (the strictest wins).
+	L7FailMode FailMode `json:"l7FailMode,omitempty"`
 }
+
+// FailMode is what an enforcement point does when it cannot decide.
+type FailMode string
+
+const (
+	FailClosed FailMode = "closed"
+	FailOpen   FailMode = "open"
+)
 
 // Action is what a matching rule does.
 type Action string

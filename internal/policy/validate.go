@@ -402,6 +402,7 @@ func (c *checker) policy(s *PolicySpec) {
 	}
 	c.oneOf("spec.category", string(s.Category), cats, "category", true)
 	c.names("spec.appliedTo", s.AppliedTo, "group")
+	c.oneOf("spec.l7FailMode", string(s.L7FailMode), []string{string(FailClosed), string(FailOpen)}, "fail mode", false)
 	first := map[string]int{}
 	for i, r := range s.Rules {
 		f := fmt.Sprintf("spec.rules[%d]", i)

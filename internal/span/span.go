@@ -42,6 +42,20 @@
 // the rule's source holds only one family of the workload's addresses, its
 // set is limited to that family (nft.FQDNSet.Family).
 //
+// Users become session peers at ingress: given the port-range sessions of
+// multi-user (RDSH) hosts (WithSessions), the source ports of each session
+// whose user a rule source names (users, directoryGroups) are a peer of
+// their own, a member of its address's groups and of its user's, and get
+// an identity like any other peer (nft.HostState.Sessions), so that the
+// destination's host decides alice's connections by alice's rules and
+// bob's, from the same address, by bob's. Sessions only name a user where
+// a session's port range holds the source port, as the manager's
+// directory.Table.Who does for flow records.
+//
+// L7 rules share the host's one queue, so the host fails open
+// (HostState.L7FailOpen) only when every section with L7 entries in its
+// span says l7FailMode: open.
+//
 // What the kernel cannot see is left out, and the evaluator agrees on every
 // flow without that context:
 //
@@ -50,8 +64,11 @@
 //     queue reader does not know names, the FQDN sets hold destinations;
 //   - the FQDN part of a rule that also has an L7 or FQDN profile
 //     (Stats.FQDNSkipped): a name would have to match two pattern lists;
-//   - users of source groups: they add no addresses, so they give no
-//     identity and no entry; FQDNs of destination groups at ingress;
+//   - users of source groups outside port-range sessions (a user's
+//     whole-address login, a user with no session): they add no addresses,
+//     so they give no identity and no entry; a user at the egress point
+//     of the host it is logged on to; FQDNs of destination groups at
+//     ingress;
 //   - staged rules: they never decide a flow; what they would have done is
 //     counted by replaying flow records through the evaluator.
 //
@@ -132,6 +149,14 @@ type Compiler struct {
 	// profiles are the L7 conditions of rules, in rule order; a rule's
 	// profile is an index into it, -1 for none.
 	profiles []nft.Profile
+
+	// sessions are the input's port-range sessions; sessIdent numbers
+	// each distinct group set of a session (its address's groups and its
+	// user's) as an identity after the evaluator's, whose ports holds the
+	// sessions that have it (sessions.go).
+	sessions  []Session
+	sessGroup map[uint32][]int32
+	sessPorts map[uint32][]sessRange
 }
 
 type rule struct {
@@ -163,9 +188,15 @@ type service struct {
 
 type addrRange struct{ lo, hi netip.Addr }
 
+// Option configures a Compiler.
+type Option func(*Compiler)
+
 // NewCompiler indexes the evaluator e, compiled from set, for Host.
-func NewCompiler(e *eval.Evaluator, set *policy.Set) (*Compiler, error) {
+func NewCompiler(e *eval.Evaluator, set *policy.Set, opts ...Option) (*Compiler, error) {
 	c := &Compiler{e: e, set: set, ranges: map[uint32]*[2][]addrRange{}}
+	for _, o := range opts {
+		o(c)
+	}
 	n := e.NumRules()
 	c.rules = make([]rule, n)
 	for i := range 2 {
@@ -229,6 +260,7 @@ func NewCompiler(e *eval.Evaluator, set *policy.Set) (*Compiler, error) {
 		f := famIndex(r.Lo)
 		rs[f] = append(rs[f], addrRange{r.Lo, r.Hi})
 	}
+	c.indexSessions()
 	return c, nil
 }
 
@@ -422,6 +454,9 @@ func (c *Compiler) Host(host string, revision int64) (*nft.HostState, Stats, err
 					d.anyFams = fams
 				} else {
 					for _, id := range c.peerIdents(ri, peerSide) {
+						if peerSide == dst && c.isSession(id) {
+							continue // a user is only ever a source
+						}
 						for f := range 2 {
 							if fams&(1<<f) != 0 && c.hasRanges(id, f) {
 								d.atoms = append(d.atoms, atomOf(id, f))
@@ -441,7 +476,7 @@ func (c *Compiler) Host(host string, revision int64) (*nft.HostState, Stats, err
 		return nil, Stats{}, &InexactError{Host: host, Problems: inexact}
 	}
 
-	ids, ranges := c.identities(drafts)
+	ids, ranges, sessions := c.identities(drafts)
 	dflt, err := action(c.e.DefaultRule().Action)
 	if err != nil {
 		return nil, Stats{}, fmt.Errorf("span: host %s: default rule: %w", host, err)
@@ -450,6 +485,7 @@ func (c *Compiler) Host(host string, revision int64) (*nft.HostState, Stats, err
 	st := &nft.HostState{
 		Revision:       uint64(revision),
 		Identities:     ranges,
+		Sessions:       sessions,
 		EgressDefault:  dv,
 		IngressDefault: dv,
 	}
@@ -514,6 +550,7 @@ func (c *Compiler) Host(host string, revision int64) (*nft.HostState, Stats, err
 	}
 	stats.Rules = len(used)
 	stats.L7 = len(l7)
+	st.L7FailOpen = c.failOpen(l7)
 	stats.FQDN = len(fq)
 	distinct := map[nft.Identity]bool{}
 	for _, r := range ranges {
@@ -524,6 +561,26 @@ func (c *Compiler) Host(host string, revision int64) (*nft.HostState, Stats, err
 		return nil, Stats{}, fmt.Errorf("span: host %s: %w", host, err)
 	}
 	return st, stats, nil
+}
+
+// failOpen reports whether the host's queue may let payload through while
+// no reader runs: only when every section with L7 entries in the span says
+// l7FailMode: open. One queue serves the whole host, so the strictest
+// section decides; a host without L7 entries stays fail-closed.
+func (c *Compiler) failOpen(l7 map[uint32]bool) bool {
+	if len(l7) == 0 {
+		return false
+	}
+	for _, r := range c.rules {
+		if !l7[r.info.ID] {
+			continue
+		}
+		pol := c.set.Policies[r.info.Policy]
+		if pol == nil || pol.Spec.L7FailMode != policy.FailOpen {
+			return false
+		}
+	}
+	return true
 }
 
 // locals returns the host's local workloads, sorted by name.
@@ -686,6 +743,9 @@ func (c *Compiler) peerIdents(ri int32, s int) []uint32 {
 }
 
 func (c *Compiler) hasRanges(id uint32, f int) bool {
+	if ps, ok := c.sessPorts[id]; ok {
+		return slices.ContainsFunc(ps, func(r sessRange) bool { return famIndex(r.addr) == f })
+	}
 	rs := c.ranges[id]
 	return rs != nil && len(rs[f]) > 0
 }
@@ -701,7 +761,7 @@ func (c *Compiler) hasRanges(id uint32, f int) bool {
 // range names falls to it. The other classes get the ranges of their atoms;
 // when world6 is not in World's class, its class also gets every IPv6
 // address outside the named atoms.
-func (c *Compiler) identities(drafts []draft) (map[atom]nft.Identity, []nft.IdentityRange) {
+func (c *Compiler) identities(drafts []draft) (map[atom]nft.Identity, []nft.IdentityRange, []nft.SessionRange) {
 	// Every atom a draft names, and the world's, which stand for every
 	// atom no draft names.
 	named := map[atom]bool{world4: true, world6: true}
@@ -735,6 +795,7 @@ func (c *Compiler) identities(drafts []draft) (map[atom]nft.Identity, []nft.Iden
 	type class struct {
 		atoms  []atom
 		ranges []addrRange
+		sess   []sessRange
 		id     nft.Identity
 		live   bool
 	}
@@ -759,6 +820,15 @@ func (c *Compiler) identities(drafts []draft) (map[atom]nft.Identity, []nft.Iden
 		if a.ident() == eval.WorldIdentity {
 			continue
 		}
+		if ps, ok := c.sessPorts[a.ident()]; ok {
+			cl := classOf[a]
+			for _, p := range ps {
+				if famIndex(p.addr) == a.fam() {
+					cl.sess = append(cl.sess, p)
+				}
+			}
+			continue
+		}
 		rs := c.ranges[a.ident()][a.fam()]
 		if a.fam() == 1 {
 			v6named = append(v6named, rs...)
@@ -775,13 +845,26 @@ func (c *Compiler) identities(drafts []draft) (map[atom]nft.Identity, []nft.Iden
 		if cl == worldClass {
 			continue
 		}
-		if len(cl.ranges) == 0 {
+		if len(cl.ranges) == 0 && len(cl.sess) == 0 {
 			continue
 		}
 		slices.SortFunc(cl.ranges, func(a, b addrRange) int { return a.lo.Compare(b.lo) })
+		slices.SortFunc(cl.sess, compareSessRange)
 		ranked = append(ranked, cl)
 	}
-	slices.SortFunc(ranked, func(a, b *class) int { return a.ranges[0].lo.Compare(b.ranges[0].lo) })
+	// Classes with addresses by their lowest address, then those of
+	// sessions only by their first session.
+	slices.SortFunc(ranked, func(a, b *class) int {
+		switch {
+		case len(a.ranges) > 0 && len(b.ranges) > 0:
+			return a.ranges[0].lo.Compare(b.ranges[0].lo)
+		case len(a.ranges) > 0:
+			return -1
+		case len(b.ranges) > 0:
+			return 1
+		}
+		return compareSessRange(a.sess[0], b.sess[0])
+	})
 	var out []nft.IdentityRange
 	for i, cl := range ranked {
 		cl.id, cl.live = nft.Identity(i+1), true
@@ -808,7 +891,18 @@ func (c *Compiler) identities(drafts []draft) (map[atom]nft.Identity, []nft.Iden
 	if len(merged) == 0 {
 		merged = nil
 	}
-	return ids, merged
+	// A session keeps its class's identity even when that is World: it
+	// must still override its address's identity.
+	var sessions []nft.SessionRange
+	for _, cl := range classes {
+		for _, p := range cl.sess {
+			sessions = append(sessions, nft.SessionRange{Addr: p.addr, Ports: p.ports, Identity: cl.id})
+		}
+	}
+	slices.SortFunc(sessions, func(a, b nft.SessionRange) int {
+		return compareSessRange(sessRange{a.Addr, a.Ports}, sessRange{b.Addr, b.Ports})
+	})
+	return ids, merged, sessions
 }
 
 // complement6 returns the IPv6 addresses outside rs.

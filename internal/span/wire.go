@@ -23,7 +23,7 @@ const Format = "bulkhead.hoststate.v1+json"
 // left out when empty, so a state without L7 entries has the bytes it had
 // before; an agent too old to enforce L7 refuses a state with them (unknown
 // field) instead of enforcing it without its L7 rules. FQDN sets and an
-// entry's fqdn set do the same.
+// entry's fqdn set do the same, and so do users' session ranges.
 type wireState struct {
 	Format         string         `json:"format"`
 	Revision       uint64         `json:"revision"`
@@ -34,6 +34,14 @@ type wireState struct {
 	Profiles       []wireProfile  `json:"profiles,omitempty"`
 	L7FailOpen     bool           `json:"l7FailOpen,omitempty"`
 	FQDNSets       []wireFQDNSet  `json:"fqdnSets,omitempty"`
+	Sessions       []wireSession  `json:"sessions,omitempty"`
+}
+
+// wireSession is an nft.SessionRange: a user's source ports at an address.
+type wireSession struct {
+	Addr  netip.Addr `json:"addr"`
+	Ports [2]uint16  `json:"ports"`
+	ID    uint32     `json:"id"`
 }
 
 type wireFQDNSet struct {
@@ -177,6 +185,9 @@ func Encode(st *nft.HostState) ([]byte, error) {
 	for _, r := range st.Identities {
 		w.Identities = append(w.Identities, wireRange{Lo: r.Lo, Hi: r.Hi, ID: uint32(r.Identity)})
 	}
+	for _, x := range st.Sessions {
+		w.Sessions = append(w.Sessions, wireSession{Addr: x.Addr, Ports: [2]uint16{x.Ports.Lo, x.Ports.Hi}, ID: uint32(x.Identity)})
+	}
 	for _, wl := range st.Workloads {
 		w.Workloads = append(w.Workloads, wireWorkload{
 			Name: wl.Name, Interface: wl.Interface,
@@ -223,6 +234,9 @@ func Decode(b []byte) (*nft.HostState, error) {
 	}
 	for _, r := range w.Identities {
 		st.Identities = append(st.Identities, nft.IdentityRange{Lo: r.Lo, Hi: r.Hi, Identity: nft.Identity(r.ID)})
+	}
+	for _, x := range w.Sessions {
+		st.Sessions = append(st.Sessions, nft.SessionRange{Addr: x.Addr, Ports: nft.Ports(x.Ports[0], x.Ports[1]), Identity: nft.Identity(x.ID)})
 	}
 	for _, wl := range w.Workloads {
 		st.Workloads = append(st.Workloads, nft.Workload{
