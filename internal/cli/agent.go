@@ -28,6 +28,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 		logLevel  string
 		flows     flowFlags
 		l7Queue   uint16
+		l7Queues  uint16
 	)
 	cmd := &cobra.Command{
 		Use:   "agent --manager HOST:PORT --state-dir DIR [--bootstrap-token T (--ca-fingerprint SHA256 | --ca FILE)]",
@@ -58,6 +59,9 @@ in the kernel and in DIR.`,
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
 			}
+			if l7Queues == 0 || int(l7Queue)+int(l7Queues)-1 > 65535 {
+				return fmt.Errorf("--l7-queues %d: want 1 to %d queues from --l7-queue %d", l7Queues, 65536-int(l7Queue), l7Queue)
+			}
 			if l7Queue == 0 {
 				return errors.New("--l7-queue: must not be 0")
 			}
@@ -72,7 +76,7 @@ in the kernel and in DIR.`,
 			if cfg.BootstrapToken == "" {
 				cfg.BootstrapToken = os.Getenv("BULKHEAD_BOOTSTRAP_TOKEN")
 			}
-			enf, err := newAgentEnforcer(cfg, nft.Config{LogGroup: flows.nflogGroup, L7Queue: l7Queue}, dryRun, log)
+			enf, err := newAgentEnforcer(cfg, nft.Config{LogGroup: flows.nflogGroup, L7Queue: l7Queue, L7Queues: l7Queues}, dryRun, log)
 			if err != nil {
 				return err
 			}
@@ -120,6 +124,7 @@ in the kernel and in DIR.`,
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.DurationVar(&flows.dumpInterval, "flow-dump-interval", flow.DefaultDumpInterval, "how often conntrack is dumped to report long flows")
 	f.Uint16Var(&l7Queue, "l7-queue", nft.DefaultL7Queue, "the NFQUEUE number for payload packets of connections an L7 rule must decide (read by the agent while the policy has L7 rules)")
+	f.Uint16Var(&l7Queues, "l7-queues", uint16(min(runtime.NumCPU(), 64)), "how many consecutive queues from --l7-queue the kernel spreads those packets over by CPU, one reader thread each")
 	f.Uint16Var(&flows.nflogGroup, "nflog-group", nft.DefaultLogGroup, "the NFLOG group the data plane sends dropped and rejected packets to (the nft data plane's default)")
 	return cmd
 }

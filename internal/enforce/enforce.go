@@ -86,6 +86,7 @@ func New(netnsPath string, cfg nft.Config, opts ...Option) (*NFT, error) {
 	}
 	e.l7cfg.NetNS = cfg.NetNS
 	e.l7cfg.Queue = cfg.L7Queue
+	e.l7cfg.Queues = int(max(cfg.L7Queues, 1))
 	return e, nil
 }
 

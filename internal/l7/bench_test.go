@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -166,7 +167,14 @@ func BenchmarkL7(b *testing.B) {
 	if err := l.server.Sink(benchStreamPort); err != nil {
 		b.Fatal(err)
 	}
-	r, _ := l.startReader(b)
+	// As the agent runs it: one queue per CPU, fanned out by the kernel.
+	queues := min(runtime.NumCPU(), 64)
+	table, err := nft.New(nft.Config{NetNS: l.host.NS.Fd(), L7Queues: uint16(queues)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	l.table = table
+	r, _ := l.startReaderQueues(b, queues)
 	apply := func(profile int) {
 		st := benchState(l, profile)
 		l.state.Revision++

@@ -20,6 +20,7 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/conntrack"
+	"golang.org/x/sys/unix"
 
 	"github.com/bulkhead/bulkhead/internal/netlab"
 	"github.com/bulkhead/bulkhead/internal/nft"
@@ -120,7 +121,13 @@ func (l *l7Lab) apply(t testing.TB) {
 // stop is called.
 func (l *l7Lab) startReader(t testing.TB) (r *Reader, stop func()) {
 	t.Helper()
-	r, err := New(Config{NetNS: l.host.NS.Fd()})
+	return l.startReaderQueues(t, 1)
+}
+
+// startReaderQueues is startReader reading queues consecutive queues.
+func (l *l7Lab) startReaderQueues(t testing.TB, queues int) (r *Reader, stop func()) {
+	t.Helper()
+	r, err := New(Config{NetNS: l.host.NS.Fd(), Queues: queues})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,5 +370,44 @@ func TestKernelFailOpenClosed(t *testing.T) {
 		if !m.Pending() && m.Action() != 0 {
 			t.Fatalf("fail-open without a reader decided a connection: %v", m)
 		}
+	}
+}
+
+// A reader of several queues binds them all, answers the rule's queue
+// from its thread and stops cleanly.
+func TestKernelSeveralQueues(t *testing.T) {
+	l := newL7Lab(t)
+	cert := selfSigned(t)
+	l.serve(t, 8443, func(c net.Conn) {
+		tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS10})
+		io.Copy(tc, tc)
+	})
+	r, stop := l.startReaderQueues(t, 3)
+	if err := l.tlsEcho(8443, tls.VersionTLS13); err != nil {
+		t.Fatalf("TLS 1.3 through a reader of 3 queues: %v (reader %+v)", err, r.Stats())
+	}
+	want := nft.MakeMark(nft.Verdict{Rule: ruleTLS12, Action: nft.Allow}, true)
+	if got := l.marks(t, 8443); len(got) != 1 || got[0] != want {
+		t.Fatalf("ct marks %v, want [%v]", got, want)
+	}
+	// The last queue is bound by this reader: another reader of it fails.
+	other, err := New(Config{NetNS: l.host.NS.Fd(), Queue: nft.DefaultL7Queue + 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := other.Run(ctx); !errors.Is(err, unix.EPERM) {
+		t.Fatalf("queue %d bound by two readers: err %v, want EPERM", nft.DefaultL7Queue+2, err)
+	}
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the reader did not stop within 2s")
+	}
+	if s := r.Stats(); s.Decided == 0 || s.Errors != 0 {
+		t.Fatalf("reader %+v, want decisions and no errors", s)
 	}
 }

@@ -8,12 +8,16 @@ package l7
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/bulkhead/bulkhead/internal/nft"
 )
@@ -37,6 +41,12 @@ type NewClassifier func(proto uint8) Classifier
 type Config struct {
 	// Queue is the NFQUEUE number; default nft.DefaultL7Queue.
 	Queue uint16
+	// Queues is how many consecutive queues from Queue the kernel's rule
+	// spreads packets over by CPU (the NFQUEUE target's total with CPU
+	// fanout): one reader thread per queue, kept on that queue's CPUs so
+	// that a queued packet wakes a reader where it was queued. Default 1;
+	// it must match the rule.
+	Queues int
 	// NetNS is a descriptor of the namespace whose queue to read; 0 the
 	// caller's.
 	NetNS int
@@ -82,7 +92,9 @@ type Reader struct {
 	decider atomic.Pointer[nft.Decider]
 	gen     atomic.Uint64 // bumped by SetState
 
-	// Only the queue's callback goroutine touches conns and ring.
+	// mu guards conns and ring (and the classifiers in them): a
+	// connection's two directions may come through different queues.
+	mu    sync.Mutex
 	conns map[connKey]*conn
 	ring  []connKey // insertion order, for eviction
 	head  int
@@ -124,6 +136,12 @@ const decisionTTL = time.Second
 func New(cfg Config) (*Reader, error) {
 	if cfg.Queue == 0 {
 		cfg.Queue = nft.DefaultL7Queue
+	}
+	if cfg.Queues <= 0 {
+		cfg.Queues = 1
+	}
+	if int(cfg.Queue)+cfg.Queues-1 > 0xffff {
+		return nil, fmt.Errorf("l7: queues %d-%d: beyond queue 65535", cfg.Queue, int(cfg.Queue)+cfg.Queues-1)
 	}
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 4096
@@ -176,21 +194,55 @@ func (r *Reader) Stats() Stats {
 	}
 }
 
-// Run binds the queue and answers its packets until ctx is done. While it
-// runs, the kernel's bypass flag no longer applies: every pending payload
-// waits for this reader.
+// Run binds the queues and answers their packets until ctx is done. While
+// it runs, the kernel's bypass flag no longer applies: every pending
+// payload waits for this reader.
 func (r *Reader) Run(ctx context.Context) error {
 	flags := uint32(nfqFlagGSO)
 	if r.cfg.FailOpen {
 		flags |= nfqFlagFailOpen
 	}
-	qc, err := openQueue(r.cfg.Queue, r.cfg.NetNS, flags)
-	if err != nil {
-		return fmt.Errorf("l7: queue %d: %w", r.cfg.Queue, err)
+	qcs := make([]*queueConn, 0, r.cfg.Queues)
+	defer func() {
+		for _, qc := range qcs {
+			qc.Close()
+		}
+	}()
+	for i := range r.cfg.Queues {
+		q := r.cfg.Queue + uint16(i)
+		qc, err := openQueue(q, r.cfg.NetNS, flags)
+		if err != nil {
+			return fmt.Errorf("l7: queue %d: %w", q, err)
+		}
+		qcs = append(qcs, qc)
 	}
-	defer qc.Close()
-	stop := context.AfterFunc(ctx, qc.interrupt)
-	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(qcs))
+	var wg sync.WaitGroup
+	for i, qc := range qcs {
+		wg.Go(func() {
+			if errs[i] = r.read(ctx, qc, i); errs[i] != nil {
+				cancel() // one queue failing stops the reader
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// read answers the packets of the i-th queue until ctx is done.
+func (r *Reader) read(ctx context.Context, qc *queueConn, i int) error {
+	// The receive blocks this thread (see queueConn.receive), which may
+	// also be bound to the queue's CPUs. It stays locked: the runtime
+	// ends a thread whose goroutine exits locked, so the binding never
+	// reaches other goroutines.
+	runtime.LockOSThread()
+	if r.cfg.Queues > 1 {
+		if err := bindToQueueCPUs(i, r.cfg.Queues); err != nil {
+			r.log.Debug("cpu affinity", "queue", qc.queue, "err", err)
+		}
+	}
 	answer := func(p *queuedPacket) {
 		verdict, mark := r.handle(p)
 		if err := qc.verdict(p.id, verdict, uint32(mark)); err != nil {
@@ -198,15 +250,35 @@ func (r *Reader) Run(ctx context.Context) error {
 			r.log.Debug("verdict", "err", err)
 		}
 	}
-	for {
+	for ctx.Err() == nil {
 		if err := qc.receive(answer); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			r.errs.Add(1)
-			return fmt.Errorf("l7: queue %d: %w", r.cfg.Queue, err)
+			return fmt.Errorf("l7: queue %d: %w", qc.queue, err)
 		}
 	}
+	return nil
+}
+
+// bindToQueueCPUs keeps the calling thread on the CPUs whose packets the
+// kernel puts in the i-th of n queues (CPU fanout: CPU c queues to c mod
+// n).
+func bindToQueueCPUs(i, n int) error {
+	var all, set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil {
+		return err
+	}
+	for c := i; c < len(all)*64; c += n { // a CPUSet is an array of 64-bit words
+		if all.IsSet(c) {
+			set.Set(c)
+		}
+	}
+	if set.Count() == 0 {
+		return nil // none of them is ours to run on
+	}
+	return unix.SchedSetaffinity(0, &set)
 }
 
 // handle decides one queued packet: the verdict and the packet mark to
@@ -220,6 +292,8 @@ func (r *Reader) handle(qp *queuedPacket) (uint32, nft.Mark) {
 		return r.failVerdict(), 0
 	}
 	reply := mark&nft.MarkL7Reply != 0
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	k := connKey{src: p.src, dst: p.dst, proto: p.proto, sport: p.sport, dport: p.dport}
 	if reply {
 		k.src, k.dst, k.sport, k.dport = k.dst, k.src, k.dport, k.sport
@@ -328,7 +402,7 @@ func (r *Reader) final(d *nft.Decider, k connKey, srcIf, dstIf uint32, ctx nft.L
 		eg = d.Point(we, false, nft.Conn{Peer: k.dst, Proto: k.proto, Port: port}, &ctx)
 	}
 	if hasI {
-		in = d.Point(wi, true, nft.Conn{Peer: k.src, Proto: k.proto, Port: port}, &ctx)
+		in = d.Point(wi, true, nft.Conn{Peer: k.src, Proto: k.proto, Port: port, SrcPort: k.sport}, &ctx)
 	}
 	return nft.Combine(eg, in, hasE, hasI)
 }

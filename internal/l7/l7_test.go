@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/bulkhead/bulkhead/internal/nft"
@@ -186,4 +187,46 @@ func FuzzParseMessages(f *testing.F) {
 			}
 		})
 	})
+}
+
+// With CPU fanout a connection's two directions may come through two
+// queues, each on its own thread: they share the connection table.
+func TestDecideFromTwoQueues(t *testing.T) {
+	const conns = 200
+	r := testReader(t, 4)
+	r.ring = make([]connKey, conns) // follow them all
+	var wg sync.WaitGroup
+	for q := range 2 {
+		wg.Go(func() {
+			for i := range conns {
+				sport := uint16(30000 + i)
+				qp := &queuedPacket{id: uint32(i), mark: uint32(nft.MarkL7Pending), inDev: 1, outDev: 2,
+					payload: tcp4(cli, srv, sport, 8443, 1, "APP_TLS/1.3 hello")}
+				if q == 1 { // the server's side of the same connection
+					qp.mark |= uint32(nft.MarkL7Reply)
+					qp.inDev, qp.outDev = 2, 1
+					qp.payload = tcp4(srv, cli, 8443, sport, 1000, "APP_TLS/1.3 hello")
+				}
+				want := nft.MakeMark(nft.Verdict{Rule: 10, Action: nft.Allow}, true) | nft.MarkL7Verdict
+				if v, m := r.handle(qp); v != nfRepeat || m != want {
+					t.Errorf("queue %d, connection %d: verdict %d mark %v, want repeat %v", q, i, v, m, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// Each connection is decided once, by whichever direction came first.
+	if s := r.Stats(); s.Decided != conns || s.Repeats != conns || s.Conns != conns {
+		t.Fatalf("stats %+v, want %d decided, %d repeats, %d followed", s, conns, conns, conns)
+	}
+}
+
+func TestNewQueueRange(t *testing.T) {
+	if _, err := New(Config{Queue: 65535, Queues: 2}); err == nil || !strings.Contains(err.Error(), "65535") {
+		t.Fatalf("queues 65535-65536: err %v, want a range error", err)
+	}
+	if _, err := New(Config{Queue: 65534, Queues: 2}); err != nil {
+		t.Fatalf("queues 65534-65535: %v", err)
+	}
 }

@@ -64,6 +64,9 @@ type queueConn struct {
 	queue uint16
 	buf   []byte
 	out   []byte
+	// kernel is the destination of sends, one per connection: Sendto
+	// writes into it.
+	kernel unix.SockaddrNetlink
 }
 
 // openQueue binds queue number q in the namespace of netns (0: the
@@ -78,12 +81,24 @@ func openQueue(q uint16, netns int, flags uint32) (*queueConn, error) {
 		nl.Close()
 		return nil, err
 	}
-	qc := &queueConn{nl: nl, raw: raw, queue: q, buf: make([]byte, 1<<17), out: make([]byte, 0, 64)}
-	// Enough socket buffer for bursts of queued packets.
+	qc := &queueConn{nl: nl, raw: raw, queue: q, buf: make([]byte, 1<<17), out: make([]byte, 0, 64),
+		kernel: unix.SockaddrNetlink{Family: unix.AF_NETLINK}}
+	// Enough socket buffer for bursts of queued packets. The socket
+	// blocks (see receive), waking at least every pollInterval.
+	var serr error
 	raw.Control(func(fd uintptr) {
 		unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
 		unix.SetsockoptInt(int(fd), unix.SOL_NETLINK, unix.NETLINK_NO_ENOBUFS, 1)
+		tv := unix.NsecToTimeval(pollInterval.Nanoseconds())
+		serr = unix.SetsockoptTimeval(int(fd), unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+		if serr == nil {
+			serr = unix.SetNonblock(int(fd), false)
+		}
 	})
+	if serr != nil {
+		nl.Close()
+		return nil, fmt.Errorf("socket options: %w", serr)
+	}
 	// One message: bind (which creates the queue), copy the whole packet,
 	// the queue length and the flags, acknowledged.
 	var attrs []byte
@@ -106,8 +121,9 @@ func (qc *queueConn) Close() error {
 	return qc.nl.Close()
 }
 
-// interrupt makes a blocked receive return.
-func (qc *queueConn) interrupt() { qc.nl.SetReadDeadline(time.Now().Add(-time.Second)) }
+// pollInterval bounds how long a receive blocks: how soon a reader sees
+// that it should stop.
+const pollInterval = 100 * time.Millisecond
 
 func appendAttr(b []byte, typ uint16, data []byte) []byte {
 	b = binary.NativeEndian.AppendUint16(b, uint16(4+len(data)))
@@ -132,9 +148,8 @@ func (qc *queueConn) send(msg uint16, flags uint16, attrs []byte) error {
 	b = append(b, attrs...)
 	qc.out = b[:0]
 	var serr error
-	err := qc.raw.Write(func(fd uintptr) bool {
-		serr = unix.Sendto(int(fd), b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
-		return !errors.Is(serr, unix.EAGAIN)
+	err := qc.raw.Control(func(fd uintptr) {
+		serr = unix.Sendto(int(fd), b, 0, &qc.kernel)
 	})
 	if err != nil {
 		return err
@@ -150,22 +165,29 @@ func (qc *queueConn) verdict(id uint32, verdict uint32, mark uint32) error {
 	return qc.send(nfqMsgVerdict, unix.NLM_F_REQUEST, b)
 }
 
-// receive reads one datagram of messages and calls fn for each packet. An
-// acknowledgement with an error is returned as an error.
+// receive reads one datagram of messages and calls fn for each packet; it
+// returns after pollInterval without any. An acknowledgement with an error
+// is returned as an error.
+//
+// It blocks in the kernel, on the caller's thread, rather than parking in
+// Go's poller: every inspected connection waits for the reader's wake-up,
+// and a blocked thread is woken by the kernel directly, where the poller
+// adds an epoll round and a hand-off to another thread.
 func (qc *queueConn) receive(fn func(*queuedPacket)) error {
 	var n int
 	var rerr error
-	err := qc.raw.Read(func(fd uintptr) bool {
-		n, _, rerr = unix.Recvfrom(int(fd), qc.buf, unix.MSG_DONTWAIT)
-		return !errors.Is(rerr, unix.EAGAIN)
+	err := qc.raw.Control(func(fd uintptr) {
+		n, _, rerr = unix.Recvfrom(int(fd), qc.buf, 0)
 	})
 	if err != nil {
 		return err
 	}
-	if rerr != nil {
-		if errors.Is(rerr, unix.ENOBUFS) {
-			return nil // packets were lost to the queue's own policy
-		}
+	switch {
+	case errors.Is(rerr, unix.EAGAIN), errors.Is(rerr, unix.EINTR):
+		return nil // the poll interval passed
+	case errors.Is(rerr, unix.ENOBUFS):
+		return nil // packets were lost to the queue's own policy
+	case rerr != nil:
 		return rerr
 	}
 	return parseMessages(qc.buf[:n], fn)

@@ -31,6 +31,10 @@ type Config struct {
 	// waiting for an L7 decision go to (the agent's queue reader). Default
 	// 7.
 	L7Queue uint16
+	// L7Queues is how many consecutive queues from L7Queue the kernel
+	// spreads those packets over, by the CPU that queues them (CPU
+	// fanout); the reader reads each on its own thread. Default 1.
+	L7Queues uint16
 	// NetNS is a descriptor of the network namespace to work in; 0 means
 	// the caller's.
 	NetNS int
@@ -63,6 +67,9 @@ func (c Config) withDefaults() Config {
 	if c.L7Queue == 0 {
 		c.L7Queue = DefaultL7Queue
 	}
+	if c.L7Queues == 0 {
+		c.L7Queues = 1
+	}
 	if c.LogBurst == 0 {
 		c.LogBurst = 2 * c.LogRate
 	}
@@ -77,6 +84,9 @@ func (c Config) Validate() error {
 	}
 	if c.NetNS < 0 {
 		return fmt.Errorf("nft: config: netns fd %d: invalid", c.NetNS)
+	}
+	if int(c.L7Queue)+int(c.L7Queues)-1 > 65535 {
+		return fmt.Errorf("nft: config: L7 queues %d-%d: beyond queue 65535", c.L7Queue, int(c.L7Queue)+int(c.L7Queues)-1)
 	}
 	return nil
 }
@@ -103,19 +113,23 @@ const (
 
 // NFQUEUE target flags (struct xt_NFQ_info_v3).
 const (
-	nfqBypass = 0x1 // no reader bound: accept instead of drop
+	nfqBypass    = 0x1 // no reader bound: accept instead of drop
+	nfqCPUFanout = 0x2 // queue by the CPU: queue + cpu % total
 )
 
 // nfqueueInfo is struct xt_NFQ_info_v3 in host order: queue number, number
 // of queues (1), flags. This kernel has no nft queue expression, but the
 // xtables target through nft compat works.
-func nfqueueInfo(queue uint16, bypass bool) []byte {
+func nfqueueInfo(queue, total uint16, bypass bool) []byte {
 	var flags uint16
 	if bypass {
 		flags |= nfqBypass
 	}
+	if total > 1 {
+		flags |= nfqCPUFanout
+	}
 	b := binary.NativeEndian.AppendUint16(nil, queue)
-	b = binary.NativeEndian.AppendUint16(b, 1)
+	b = binary.NativeEndian.AppendUint16(b, max(total, 1))
 	return binary.NativeEndian.AppendUint16(b, flags)
 }
 
@@ -324,7 +338,7 @@ func (c *compiled) chains(cfg Config, sets map[string]*nftables.Set, v int) []ch
 			&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX, Group: cfg.LogGroup, Data: []byte(prefix)},
 		}}
 	}
-	queue := &expr.Target{Name: "NFQUEUE", Rev: 3, Info: ptr(xt.Unknown(nfqueueInfo(cfg.L7Queue, c.l7FailOpen)))}
+	queue := &expr.Target{Name: "NFQUEUE", Rev: 3, Info: ptr(xt.Unknown(nfqueueInfo(cfg.L7Queue, cfg.L7Queues, c.l7FailOpen)))}
 	clearMeta := []expr.Any{&expr.Immediate{Register: reg1, Data: native32(0)}, setMetaMark(reg1)}
 	l7 := chainSpec{name: ChainL7, rules: []ruleSpec{
 		// Decided: an L7 verdict of drop or reject, for every later packet.
