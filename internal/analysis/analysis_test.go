@@ -647,4 +647,9 @@ spec:
 	if c := a.Total().Classes; c.Green != 1 || c.Red != 1 {
 		t.Errorf("classes %+v: want alice's connection green and bob's red", c)
 	}
+	// The map shows who is behind an edge.
+	m := a.Map(LevelWorkload, nil)
+	if len(m.Edges) != 1 || len(m.Edges[0].Users) != 2 || m.Edges[0].Users[0] != (UserCount{"alice", 1}) || m.Edges[0].Users[1] != (UserCount{"bob", 1}) {
+		t.Errorf("map edges %+v: want one edge with alice and bob", m.Edges)
+	}
 }

@@ -68,7 +68,13 @@ type fineEdge struct {
 	wouldDrop      uint64
 	wouldAllow     uint64
 	services       []serviceCount
+	// users counts connections per user (the records' User), nil until a
+	// record has one; at most maxEdgeUsers names.
+	users map[string]uint64
 }
+
+// maxEdgeUsers bounds the users an edge remembers.
+const maxEdgeUsers = 64
 
 type service struct {
 	proto uint8
@@ -218,6 +224,9 @@ func (a *Analyzer) Add(r *flow.Record) {
 	} else {
 		sc.conns++
 	}
+	if r.User != "" {
+		e.addUser(r.User, 1)
+	}
 
 	if a.opts.Eval == nil {
 		return
@@ -308,8 +317,21 @@ func (e *fineEdge) service(s service) int {
 	return len(e.services) - 1
 }
 
+// addUser counts n connections of user on e.
+func (e *fineEdge) addUser(user string, n uint64) {
+	if e.users == nil {
+		e.users = map[string]uint64{}
+	}
+	if _, ok := e.users[user]; ok || len(e.users) < maxEdgeUsers {
+		e.users[user] += n
+	}
+}
+
 // merge adds o's counts to e (services are merged by the caller).
 func (e *fineEdge) merge(o *fineEdge) {
+	for u, n := range o.users {
+		e.addUser(u, n)
+	}
 	e.conns += o.conns
 	e.drops += o.drops
 	e.droppedPackets += o.droppedPackets

@@ -70,6 +70,9 @@ type Edge struct {
 	Traffic
 	// Services are the protocols and ports used, busiest first.
 	Services []Service
+	// Users are the users behind the edge's connections (from directory
+	// sessions), busiest first.
+	Users []UserCount
 }
 
 // Service is a protocol and destination port (or ICMP type and code) with
@@ -127,6 +130,12 @@ func (e *fineEdge) traffic() Traffic {
 		t.Last = time.Unix(0, e.last).UTC()
 	}
 	return t
+}
+
+// UserCount is one user's connections on an edge.
+type UserCount struct {
+	User        string
+	Connections uint64
 }
 
 // Total is the traffic of every record added.
@@ -204,6 +213,12 @@ func (a *Analyzer) Map(level Level, scope tagexpr.Expr) *Map {
 		for _, sc := range ea.services {
 			e.Services = append(e.Services, serviceOut(sc))
 		}
+		for u, n := range ea.e.users {
+			e.Users = append(e.Users, UserCount{User: u, Connections: n})
+		}
+		slices.SortFunc(e.Users, func(x, y UserCount) int {
+			return cmp.Or(cmp.Compare(y.Connections, x.Connections), strings.Compare(x.User, y.User))
+		})
 		slices.SortFunc(e.Services, func(x, y Service) int {
 			return cmp.Or(cmp.Compare(y.Connections+y.Drops, x.Connections+x.Drops),
 				cmp.Compare(x.Proto, y.Proto), cmp.Compare(x.Port, y.Port),

@@ -87,6 +87,15 @@ type MapEdge struct {
 	// MoreServices says how many were left out.
 	Services     []MapService `json:"services"`
 	MoreServices int          `json:"moreServices,omitempty"`
+	// Users are the users behind the connections (from login sessions),
+	// busiest first, at most MaxEdgeServices.
+	Users []MapUser `json:"users,omitempty"`
+}
+
+// MapUser is one user's connections on an edge.
+type MapUser struct {
+	User        string `json:"user"`
+	Connections uint64 `json:"connections"`
 }
 
 // MaxEdgeServices bounds the services listed per edge.

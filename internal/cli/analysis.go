@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -126,11 +127,24 @@ func printMap(w io.Writer, m api.MapResponse) {
 		}
 		return id
 	}
+	withUsers := slices.ContainsFunc(m.Edges, func(e api.MapEdge) bool { return len(e.Users) > 0 })
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FROM\tTO\tCONNECTIONS\tBLOCKED\tSENT\tRECEIVED\tSERVICES\tFIRST SEEN\tLAST SEEN")
+	fmt.Fprint(tw, "FROM\tTO\tCONNECTIONS\tBLOCKED\tSENT\tRECEIVED\tSERVICES\tFIRST SEEN\tLAST SEEN")
+	if withUsers {
+		fmt.Fprint(tw, "\tUSERS")
+	}
+	fmt.Fprintln(tw)
 	for _, e := range m.Edges {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", name(e.From), name(e.To), e.Connections, e.Drops,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s", name(e.From), name(e.To), e.Connections, e.Drops,
 			humanBytes(e.BytesSent), humanBytes(e.BytesReceived), servicesColumn(e), seen(e.FirstSeen), seen(e.LastSeen))
+		if withUsers {
+			var us []string
+			for _, u := range e.Users {
+				us = append(us, fmt.Sprintf("%s(%d)", u.User, u.Connections))
+			}
+			fmt.Fprintf(tw, "\t%s", dash(strings.Join(us, " ")))
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

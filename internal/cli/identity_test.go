@@ -145,6 +145,11 @@ func TestIdentityTour(t *testing.T) {
 		len(onlyAlice) != 1 || onlyAlice[0].SrcPort != 20001 {
 		t.Errorf("flows --user alice: %+v, %v", onlyAlice, err)
 	}
+	// The map shows who is behind the edge.
+	if out := mustRun(t, "", append(conn, "map", "--level", "workload")...); !strings.Contains(out, "USERS") ||
+		!strings.Contains(out, "alice(1)") || !strings.Contains(out, "bob(1)") {
+		t.Errorf("map with users:\n%s", out)
+	}
 
 	// Only the hr user on the RDSH host reaches the HR application.
 	for user, verdict := range map[string]string{"alice": "allow", "bob": "drop"} {

@@ -147,6 +147,9 @@ func (s *Server) handleMap(w http.ResponseWriter, r *http.Request) error {
 			}
 			me.Services = append(me.Services, api.MapService{Service: svc.String(), Connections: svc.Connections, Drops: svc.Drops})
 		}
+		for _, u := range e.Users[:min(len(e.Users), api.MaxEdgeServices)] {
+			me.Users = append(me.Users, api.MapUser{User: u.User, Connections: u.Connections})
+		}
 		out.Edges[i] = me
 	}
 	writeJSON(w, http.StatusOK, out)
