@@ -91,6 +91,7 @@ func TestLabEndToEnd(t *testing.T) {
 	t.Run("Console", e.testConsole)
 	t.Run("L7", e.testL7)
 	t.Run("FQDN", e.testFQDN)
+	t.Run("Users", e.testUsers)
 	t.Run("Policy", e.testPolicy)
 
 	start = time.Now()
