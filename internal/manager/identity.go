@@ -81,21 +81,34 @@ func (id *identity) load(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-// portSessions returns the open sessions of port ranges (RDSH) for the
-// host spans, sorted, and the sessions' version. A whole-address session
-// is not among them: the kernel keys user rules by source port range only.
+// portSessions returns the open sessions for the host spans and the
+// sessions' version: the port ranges of multi-user hosts (RDSH), and the
+// whole-address logins (a VDI desktop) as every source port of an address
+// that has no port-range session — the kernel keys user rules by source
+// address and port range, and Who prefers a port-range session too.
 func (id *identity) portSessions(ctx context.Context, now time.Time) ([]span.Session, int64, error) {
 	if err := id.load(ctx, now); err != nil {
 		return nil, 0, err
 	}
 	id.mu.RLock()
 	defer id.mu.RUnlock()
-	var out []span.Session
+	var out, whole []span.Session
+	ranged := map[netip.Addr]bool{}
 	for _, x := range id.sessions.Sessions(netip.Addr{}) {
-		if !x.Open() || x.Ports.Whole() || !x.IP.IsValid() {
+		if !x.Open() || !x.IP.IsValid() {
 			continue
 		}
+		if x.Ports.Whole() {
+			whole = append(whole, span.Session{User: x.User, Addr: x.IP, Ports: nft.Ports(1, 65535)})
+			continue
+		}
+		ranged[x.IP] = true
 		out = append(out, span.Session{User: x.User, Addr: x.IP, Ports: nft.Ports(x.Ports.Lo, x.Ports.Hi)})
+	}
+	for _, x := range whole {
+		if !ranged[x.Addr] {
+			out = append(out, x)
+		}
 	}
 	return out, id.sessVersion, nil
 }

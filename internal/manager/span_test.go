@@ -108,8 +108,18 @@ func TestIdentityEventsChangeHostSpan(t *testing.T) {
 	if st := state("rdsh-host"); len(st.Sessions) != 0 || len(st.Identities) != len(rdshBefore.Identities) {
 		t.Errorf("the RDSH host's own state changed: %+v", st)
 	}
-	send(`{"user": "alice", "ip": "10.78.5.10", "ports": "20000-20999", "end": "` + time.Now().UTC().Format(time.RFC3339) + `"}`)
+	send(`{"user": "alice", "ip": "10.78.5.10", "ports": "20000-20999", "end": "` + time.Now().UTC().Format(time.RFC3339Nano) + `"}`)
 	if st := state("hr-host"); len(st.Sessions) != 0 {
 		t.Errorf("sessions after alice's logoff: %+v", st.Sessions)
+	}
+	// A whole-address login (a VDI desktop) keys every source port of
+	// the desktop's address, unless the address has port-range sessions.
+	send(`{"user": "alice", "ip": "10.78.6.20", "start": "` + start + `"}`)
+	if st := state("hr-host"); len(st.Sessions) != 1 || st.Sessions[0].Addr != netip.MustParseAddr("10.78.6.20") || st.Sessions[0].Ports != nft.Ports(1, 65535) {
+		t.Errorf("sessions after alice's desktop login: %+v", st.Sessions)
+	}
+	send(`{"user": "alice", "ip": "10.78.6.20", "ports": "20000-20999", "start": "` + start + `"}`)
+	if st := state("hr-host"); len(st.Sessions) != 1 || st.Sessions[0].Ports != nft.Ports(20000, 20999) {
+		t.Errorf("a port-range session at the same address should replace the whole-address one: %+v", st.Sessions)
 	}
 }
