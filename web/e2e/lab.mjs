@@ -77,7 +77,11 @@ try {
 
   await step("recommend for the whole data center over the last hour: the attacker is left out", async () => {
     await page.getByRole("link", { name: "Recommendations" }).click();
+    // The page picks the first app as the scope when the app list
+    // arrives, if nothing is chosen yet: wait for the list, then choose.
+    await page.locator("#scope option", { hasText: "app " }).first().waitFor({ state: "attached" });
     await page.getByLabel("Scope").selectOption("all()");
+    assert.equal(await page.getByLabel("Scope").inputValue(), "all()", "the scope chosen");
     await page.getByLabel("Window").selectOption("1h");
     const t0 = Date.now();
     await page.getByRole("button", { name: "Recommend" }).click();
