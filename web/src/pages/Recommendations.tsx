@@ -41,7 +41,9 @@ const list = (v?: string[]) => (v && v.length ? v.join(", ") : "any");
 
 export function Recommendations({ session }: { session: Session }) {
   const apps = useLoad(() => get<MapResponse>("/map?level=app&since=7d"));
-  const [choice, setChoice] = useState("");
+  // The whole data center by default: no cap on scope, and a choice made
+  // before the app list arrives is never overridden.
+  const [choice, setChoice] = useState("all()");
   const [custom, setCustom] = useState("");
   const [since, setSince] = useState<Since>("7d");
   const [draft, setDraft] = useState<{ scope: string; resp: RecommendResponse } | null>(null);
@@ -59,9 +61,6 @@ export function Recommendations({ session }: { session: Session }) {
         .sort((a, b) => a.id.localeCompare(b.id)),
     [apps.data],
   );
-  useEffect(() => {
-    if (!choice && options.length) setChoice(options[0].scope);
-  }, [options, choice]);
   const scope = choice === "custom" ? custom.trim() : choice;
 
   const added = useMemo(() => new Set(draft?.resp.changes.added ?? []), [draft]);
