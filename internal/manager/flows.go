@@ -57,34 +57,25 @@ func (s *Server) closeFlows() error {
 // that host's name, so that no host can write over another's flows.
 func (s *Server) IngestFlows(ctx context.Context, host string, recs []flow.Record) error {
 	prefix := host + "/"
-	primary := s.primaryHosts(ctx)
 	for i := range recs {
 		r := &recs[i]
 		r.Host = host
 		if !strings.HasPrefix(r.ID, prefix) {
 			r.ID = prefix + r.ID
 		}
-		if p := primary(r); p != "" && p != host {
-			r.Mirror = true
-		}
 	}
-	return s.storeFlows(ctx, s.flows, host, recs)
+	return s.storeFlowsFrom(ctx, s.flows, host, host, recs)
 }
 
-// primaryHosts returns a function naming a connection's primary host: the
-// agent host of its source workload, else of its destination workload; ""
-// when neither end is a workload on a host that runs an agent. Every agent
-// host a connection crosses reports it; the records of the others are
-// mirrors, kept for the flow list and skipped by the analyses, so that a
-// connection between two hosts counts once. A host that stops reporting
-// (its agent is down) leaves only mirrors of its connections until it comes
-// back: they are not promoted.
-func (s *Server) primaryHosts(ctx context.Context) func(*flow.Record) string {
-	none := func(*flow.Record) string { return "" }
-	e, err := s.evals.entry(ctx, 0)
-	if err != nil {
-		return none
-	}
+// markMirrors marks the records of agentHost that another agent host
+// reports as primary. A connection's primary host is the agent host of
+// its source workload, else of its destination workload. Every agent host
+// a connection crosses reports it; the records of the others are mirrors,
+// kept for the flow list and skipped by the analyses, so that a connection
+// between two hosts counts once. A host that stops reporting (its agent
+// is down) leaves only mirrors of its connections until it comes back:
+// they are not promoted.
+func (s *Server) markMirrors(ctx context.Context, e *evalEntry, agentHost string, recs []flow.Record) {
 	agents := s.agentHostSet(ctx)
 	hostOf := func(a netip.Addr) string {
 		name, ok := e.eval.WorkloadOf(a)
@@ -97,11 +88,13 @@ func (s *Server) primaryHosts(ctx context.Context) func(*flow.Record) string {
 		}
 		return w.Spec.Host
 	}
-	return func(r *flow.Record) string {
-		if h := hostOf(r.Src); h != "" {
-			return h
+	for i := range recs {
+		r := &recs[i]
+		p := hostOf(r.Src)
+		if p == "" {
+			p = hostOf(r.Dst)
 		}
-		return hostOf(r.Dst)
+		r.Mirror = p != "" && p != agentHost
 	}
 }
 
@@ -134,16 +127,28 @@ func (s *Server) agentHostSet(ctx context.Context) map[string]bool {
 // flows imported from outside (IPFIX, Zeek) take this one path; their Host
 // and ID are set by the caller, and source names them in errors and logs.
 func (s *Server) storeFlows(ctx context.Context, fs flowstore.Store, source string, recs []flow.Record) error {
+	return s.storeFlowsFrom(ctx, fs, source, "", recs)
+}
+
+// storeFlowsFrom is storeFlows for the records of an agent host (""
+// for records from outside), whose mirrors it marks. One evaluator lookup
+// serves the whole batch.
+func (s *Server) storeFlowsFrom(ctx context.Context, fs flowstore.Store, source, agentHost string, recs []flow.Record) error {
 	if fs == nil {
 		return fmt.Errorf("manager: ingest flows from %s: flow store not open", source)
 	}
 	// An agent only knows its own workloads, an exporter none; the
 	// inventory names the other end, so a cross-host flow is found by
 	// either workload's name.
-	ev, _, err := s.evals.get(ctx, 0)
+	var ev *eval.Evaluator
+	e, err := s.evals.entry(ctx, 0)
 	if err != nil {
 		s.log.Warn("flows: no inventory to name workloads", "source", source, "err", err)
-		ev = nil
+	} else {
+		ev = e.eval
+		if agentHost != "" {
+			s.markMirrors(ctx, e, agentHost, recs)
+		}
 	}
 	if ev != nil {
 		for i := range recs {
