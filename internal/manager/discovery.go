@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -132,12 +131,8 @@ func (s *Server) handleRecommend(w http.ResponseWriter, r *http.Request) error {
 		Changes: api.RecommendChanges{Incremental: d.Changes.Incremental, Added: d.Changes.Added,
 			Unchanged: d.Changes.Unchanged, Stale: d.Changes.Stale, Removed: d.Changes.Removed, Promoted: d.Changes.Promoted},
 	}
-	var byAddr map[netip.Addr]string
-	if len(scanners) > 0 {
-		byAddr = workloadsByAddr(wls)
-	}
 	for _, sc := range scanners {
-		as := api.Scanner{Address: sc.Addr.String(), Workload: byAddr[sc.Addr], Failed: sc.Failed, Targets: sc.Targets,
+		as := api.Scanner{Address: sc.Addr.String(), Workload: agg.Workload(sc.Addr), Failed: sc.Failed, Targets: sc.Targets,
 			Ports: sc.Ports, Connections: sc.Connections, First: sc.First, Last: sc.Last}
 		for _, x := range sc.Examples {
 			as.Examples = append(as.Examples, x.String())
@@ -174,22 +169,6 @@ func (s *Server) handleRecommend(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
-}
-
-// workloadsByAddr maps every single address of the inventory to its
-// workload's name.
-func workloadsByAddr(wls []*policy.Workload) map[netip.Addr]string {
-	m := map[netip.Addr]string{}
-	for _, w := range wls {
-		for _, s := range w.Spec.IPs {
-			if a, err := netip.ParseAddr(s); err == nil {
-				m[a.Unmap()] = w.Metadata.Name
-			} else if p, err := netip.ParsePrefix(s); err == nil && p.IsSingleIP() {
-				m[p.Addr().Unmap()] = w.Metadata.Name
-			}
-		}
-	}
-	return m
 }
 
 func cmpOr(v, def string) string {

@@ -134,6 +134,14 @@ func NewAggregator(inventory []*policy.Workload, scope string, opt Options) (*Ag
 	return a, nil
 }
 
+// Workload names the inventory workload holding addr, "" for none.
+func (a *Aggregator) Workload(addr netip.Addr) string {
+	if i := a.r.workloadOf(addr); i >= 0 {
+		return a.r.inventory[i].Metadata.Name
+	}
+	return ""
+}
+
 // Stats returns the counts so far.
 func (a *Aggregator) Stats() Stats { return a.stats }
 

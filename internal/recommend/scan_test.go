@@ -63,6 +63,9 @@ func TestScannerLeftOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if w, ext := agg.Workload(netip.MustParseAddr("10.0.1.1")), agg.Workload(sc[0].Addr); w != "shop-web-1" || ext != "" {
+		t.Errorf("Workload: 10.0.1.1 is %q, the scanner %q; want shop-web-1 and none", w, ext)
+	}
 	agg.ExcludeSources(sc[0].Addr)
 	for i := range recs {
 		agg.Add(&recs[i])
