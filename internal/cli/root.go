@@ -96,6 +96,7 @@ Which manager: --server/--token-file/--ca, else BULKHEAD_SERVER, BULKHEAD_TOKEN
 		newDiscoverCmd(g),   // recommend.go
 		newDPICmd(g),
 		newIdentityCmd(g), // identity.go: directory users and groups, login sessions
+		newIDSCmd(g),      // ids.go: signature sets, alerts, offline reading
 	)
 	return root
 }

@@ -303,6 +303,8 @@ type HostState struct {
 	// Sessions give users' source port ranges their own peer identity at
 	// ingress (see SessionRange).
 	Sessions []SessionRange
+	// IDS is what the host's IDS/IPS inspects (nil: nothing).
+	IDS *IDSState
 }
 
 // HasFQDN reports whether any entry needs an FQDN set: the agent then runs
