@@ -2,8 +2,8 @@
 // reports the host's workload interfaces, receives the host's desired state
 // over gRPC with mutual TLS, hands it to an Enforcer (the data plane), keeps
 // the last realized state on disk so that enforcement survives restarts and a
-// missing manager, repairs drift, and carries the host's flow records to the
-// manager, keeping them while it is unreachable.
+// missing manager, repairs drift, and carries the host's flow records and
+// IDS alerts to the manager, keeping them while it is unreachable.
 package agent
 
 import (
@@ -160,6 +160,8 @@ type Agent struct {
 	flows      *flow.Buffer
 	flowSender flowSender
 	client     atomic.Pointer[agentapi.AgentClient] // nil until Run dialed
+	// alerts are the IDS alerts waiting for the manager (alerts.go).
+	alerts alertQueue
 }
 
 // New returns an agent for cfg that enforces through enf.

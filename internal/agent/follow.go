@@ -157,6 +157,8 @@ func (a *Agent) session(ctx context.Context, client agentapi.AgentClient) (healt
 	// shipper puts its undelivered batch back for the next session.
 	waitShipper := a.startShipper(sctx)
 	defer func() { cancel(); waitShipper() }()
+	waitAlerts := a.startAlertShipper(sctx) // alerts.go
+	defer func() { cancel(); waitAlerts() }()
 	for {
 		var err error
 		select {

@@ -1196,6 +1196,110 @@ func (x *SendFlowsResponse) GetAccepted() uint32 {
 	return 0
 }
 
+// AlertBatch is a batch of intrusion detection alerts, each one Suricata EVE
+// JSON record (event_type "alert") as the agent's IDS wrote it. The manager
+// sets the record's bulkhead.host from the certificate that sent it, never
+// from the payload.
+type AlertBatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Eve   [][]byte               `protobuf:"bytes,1,rep,name=eve,proto3" json:"eve,omitempty"`
+	// dropped counts alerts the agent had to discard (buffer full) since its
+	// previous batch.
+	Dropped       uint64 `protobuf:"varint,2,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlertBatch) Reset() {
+	*x = AlertBatch{}
+	mi := &file_agent_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlertBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlertBatch) ProtoMessage() {}
+
+func (x *AlertBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlertBatch.ProtoReflect.Descriptor instead.
+func (*AlertBatch) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *AlertBatch) GetEve() [][]byte {
+	if x != nil {
+		return x.Eve
+	}
+	return nil
+}
+
+func (x *AlertBatch) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
+type SendAlertsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// accepted counts the EVE alert records the manager could read and
+	// stored (a resent one once); the others are skipped.
+	Accepted      uint32 `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendAlertsResponse) Reset() {
+	*x = SendAlertsResponse{}
+	mi := &file_agent_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendAlertsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendAlertsResponse) ProtoMessage() {}
+
+func (x *SendAlertsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendAlertsResponse.ProtoReflect.Descriptor instead.
+func (*SendAlertsResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SendAlertsResponse) GetAccepted() uint32 {
+	if x != nil {
+		return x.Accepted
+	}
+	return 0
+}
+
 var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
@@ -1282,6 +1386,12 @@ const file_agent_proto_rawDesc = "" +
 	"\arecords\x18\x01 \x03(\v2\x1d.bulkhead.agent.v1.FlowRecordR\arecords\x12\x18\n" +
 	"\adropped\x18\x02 \x01(\x04R\adropped\"/\n" +
 	"\x11SendFlowsResponse\x12\x1a\n" +
+	"\baccepted\x18\x01 \x01(\rR\baccepted\"8\n" +
+	"\n" +
+	"AlertBatch\x12\x10\n" +
+	"\x03eve\x18\x01 \x03(\fR\x03eve\x12\x18\n" +
+	"\adropped\x18\x02 \x01(\x04R\adropped\"0\n" +
+	"\x12SendAlertsResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\rR\baccepted*z\n" +
 	"\rInterfaceKind\x12\x1e\n" +
 	"\x1aINTERFACE_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -1297,13 +1407,15 @@ const file_agent_proto_rawDesc = "" +
 	"\x15FLOW_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10FLOW_KIND_UPDATE\x10\x01\x12\x11\n" +
 	"\rFLOW_KIND_END\x10\x02\x12\x12\n" +
-	"\x0eFLOW_KIND_DROP\x10\x032\x9a\x03\n" +
+	"\x0eFLOW_KIND_DROP\x10\x032\xee\x03\n" +
 	"\x05Agent\x12M\n" +
 	"\x06Enroll\x12 .bulkhead.agent.v1.EnrollRequest\x1a!.bulkhead.agent.v1.EnrollResponse\x12`\n" +
 	"\x0fReportWorkloads\x12!.bulkhead.agent.v1.WorkloadReport\x1a*.bulkhead.agent.v1.ReportWorkloadsResponse\x12I\n" +
 	"\x05Watch\x12\x1f.bulkhead.agent.v1.WatchRequest\x1a\x1d.bulkhead.agent.v1.WatchEvent0\x01\x12D\n" +
 	"\x03Ack\x12\x1d.bulkhead.agent.v1.AckRequest\x1a\x1e.bulkhead.agent.v1.AckResponse\x12O\n" +
-	"\tSendFlows\x12\x1c.bulkhead.agent.v1.FlowBatch\x1a$.bulkhead.agent.v1.SendFlowsResponseB0Z.github.com/bulkhead/bulkhead/internal/agentapib\x06proto3"
+	"\tSendFlows\x12\x1c.bulkhead.agent.v1.FlowBatch\x1a$.bulkhead.agent.v1.SendFlowsResponse\x12R\n" +
+	"\n" +
+	"SendAlerts\x12\x1d.bulkhead.agent.v1.AlertBatch\x1a%.bulkhead.agent.v1.SendAlertsResponseB0Z.github.com/bulkhead/bulkhead/internal/agentapib\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -1318,7 +1430,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_agent_proto_goTypes = []any{
 	(InterfaceKind)(0),              // 0: bulkhead.agent.v1.InterfaceKind
 	(Verdict)(0),                    // 1: bulkhead.agent.v1.Verdict
@@ -1337,12 +1449,14 @@ var file_agent_proto_goTypes = []any{
 	(*FlowRecord)(nil),              // 14: bulkhead.agent.v1.FlowRecord
 	(*FlowBatch)(nil),               // 15: bulkhead.agent.v1.FlowBatch
 	(*SendFlowsResponse)(nil),       // 16: bulkhead.agent.v1.SendFlowsResponse
-	nil,                             // 17: bulkhead.agent.v1.ReportWorkloadsResponse.WorkloadsEntry
+	(*AlertBatch)(nil),              // 17: bulkhead.agent.v1.AlertBatch
+	(*SendAlertsResponse)(nil),      // 18: bulkhead.agent.v1.SendAlertsResponse
+	nil,                             // 19: bulkhead.agent.v1.ReportWorkloadsResponse.WorkloadsEntry
 }
 var file_agent_proto_depIdxs = []int32{
 	0,  // 0: bulkhead.agent.v1.Interface.kind:type_name -> bulkhead.agent.v1.InterfaceKind
 	5,  // 1: bulkhead.agent.v1.WorkloadReport.interfaces:type_name -> bulkhead.agent.v1.Interface
-	17, // 2: bulkhead.agent.v1.ReportWorkloadsResponse.workloads:type_name -> bulkhead.agent.v1.ReportWorkloadsResponse.WorkloadsEntry
+	19, // 2: bulkhead.agent.v1.ReportWorkloadsResponse.workloads:type_name -> bulkhead.agent.v1.ReportWorkloadsResponse.WorkloadsEntry
 	12, // 3: bulkhead.agent.v1.WatchRequest.realized:type_name -> bulkhead.agent.v1.AckRequest
 	10, // 4: bulkhead.agent.v1.WatchEvent.desired:type_name -> bulkhead.agent.v1.DesiredState
 	11, // 5: bulkhead.agent.v1.WatchEvent.heartbeat:type_name -> bulkhead.agent.v1.Heartbeat
@@ -1354,13 +1468,15 @@ var file_agent_proto_depIdxs = []int32{
 	8,  // 11: bulkhead.agent.v1.Agent.Watch:input_type -> bulkhead.agent.v1.WatchRequest
 	12, // 12: bulkhead.agent.v1.Agent.Ack:input_type -> bulkhead.agent.v1.AckRequest
 	15, // 13: bulkhead.agent.v1.Agent.SendFlows:input_type -> bulkhead.agent.v1.FlowBatch
-	4,  // 14: bulkhead.agent.v1.Agent.Enroll:output_type -> bulkhead.agent.v1.EnrollResponse
-	7,  // 15: bulkhead.agent.v1.Agent.ReportWorkloads:output_type -> bulkhead.agent.v1.ReportWorkloadsResponse
-	9,  // 16: bulkhead.agent.v1.Agent.Watch:output_type -> bulkhead.agent.v1.WatchEvent
-	13, // 17: bulkhead.agent.v1.Agent.Ack:output_type -> bulkhead.agent.v1.AckResponse
-	16, // 18: bulkhead.agent.v1.Agent.SendFlows:output_type -> bulkhead.agent.v1.SendFlowsResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
+	17, // 14: bulkhead.agent.v1.Agent.SendAlerts:input_type -> bulkhead.agent.v1.AlertBatch
+	4,  // 15: bulkhead.agent.v1.Agent.Enroll:output_type -> bulkhead.agent.v1.EnrollResponse
+	7,  // 16: bulkhead.agent.v1.Agent.ReportWorkloads:output_type -> bulkhead.agent.v1.ReportWorkloadsResponse
+	9,  // 17: bulkhead.agent.v1.Agent.Watch:output_type -> bulkhead.agent.v1.WatchEvent
+	13, // 18: bulkhead.agent.v1.Agent.Ack:output_type -> bulkhead.agent.v1.AckResponse
+	16, // 19: bulkhead.agent.v1.Agent.SendFlows:output_type -> bulkhead.agent.v1.SendFlowsResponse
+	18, // 20: bulkhead.agent.v1.Agent.SendAlerts:output_type -> bulkhead.agent.v1.SendAlertsResponse
+	15, // [15:21] is the sub-list for method output_type
+	9,  // [9:15] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -1381,7 +1497,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

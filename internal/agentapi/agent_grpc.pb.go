@@ -30,6 +30,7 @@ const (
 	Agent_Watch_FullMethodName           = "/bulkhead.agent.v1.Agent/Watch"
 	Agent_Ack_FullMethodName             = "/bulkhead.agent.v1.Agent/Ack"
 	Agent_SendFlows_FullMethodName       = "/bulkhead.agent.v1.Agent/SendFlows"
+	Agent_SendAlerts_FullMethodName      = "/bulkhead.agent.v1.Agent/SendAlerts"
 )
 
 // AgentClient is the client API for Agent service.
@@ -49,6 +50,8 @@ type AgentClient interface {
 	Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error)
 	// SendFlows delivers a batch of flow records.
 	SendFlows(ctx context.Context, in *FlowBatch, opts ...grpc.CallOption) (*SendFlowsResponse, error)
+	// SendAlerts delivers a batch of IDS alerts.
+	SendAlerts(ctx context.Context, in *AlertBatch, opts ...grpc.CallOption) (*SendAlertsResponse, error)
 }
 
 type agentClient struct {
@@ -118,6 +121,16 @@ func (c *agentClient) SendFlows(ctx context.Context, in *FlowBatch, opts ...grpc
 	return out, nil
 }
 
+func (c *agentClient) SendAlerts(ctx context.Context, in *AlertBatch, opts ...grpc.CallOption) (*SendAlertsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SendAlertsResponse)
+	err := c.cc.Invoke(ctx, Agent_SendAlerts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServer is the server API for Agent service.
 // All implementations must embed UnimplementedAgentServer
 // for forward compatibility.
@@ -135,6 +148,8 @@ type AgentServer interface {
 	Ack(context.Context, *AckRequest) (*AckResponse, error)
 	// SendFlows delivers a batch of flow records.
 	SendFlows(context.Context, *FlowBatch) (*SendFlowsResponse, error)
+	// SendAlerts delivers a batch of IDS alerts.
+	SendAlerts(context.Context, *AlertBatch) (*SendAlertsResponse, error)
 	mustEmbedUnimplementedAgentServer()
 }
 
@@ -159,6 +174,9 @@ func (UnimplementedAgentServer) Ack(context.Context, *AckRequest) (*AckResponse,
 }
 func (UnimplementedAgentServer) SendFlows(context.Context, *FlowBatch) (*SendFlowsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SendFlows not implemented")
+}
+func (UnimplementedAgentServer) SendAlerts(context.Context, *AlertBatch) (*SendAlertsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SendAlerts not implemented")
 }
 func (UnimplementedAgentServer) mustEmbedUnimplementedAgentServer() {}
 func (UnimplementedAgentServer) testEmbeddedByValue()               {}
@@ -264,6 +282,24 @@ func _Agent_SendFlows_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Agent_SendAlerts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AlertBatch)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).SendAlerts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_SendAlerts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).SendAlerts(ctx, req.(*AlertBatch))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Agent_ServiceDesc is the grpc.ServiceDesc for Agent service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -286,6 +322,10 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SendFlows",
 			Handler:    _Agent_SendFlows_Handler,
+		},
+		{
+			MethodName: "SendAlerts",
+			Handler:    _Agent_SendAlerts_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,6 +1,6 @@
 // Package agentapi is the gRPC contract between the manager and the agent on
 // every host: enrollment, workload reports, the desired-state stream, its
-// acknowledgements and flow records. agent.pb.go and agent_grpc.pb.go are
+// acknowledgements, flow records and IDS alerts. agent.pb.go and agent_grpc.pb.go are
 // generated from agent.proto; flows.go converts flow records between the
 // wire and internal/flow.
 package agentapi

@@ -18,6 +18,8 @@ type Map struct {
 	Nodes []Node // by id
 	Edges []Edge // busiest first
 	Total Traffic
+	// Alerts counts the IDS alerts of the window (AddAlerts).
+	Alerts uint64
 }
 
 // Node is one node of the map.
@@ -40,6 +42,8 @@ type Node struct {
 	Proposed int
 	// Traffic counts every flow the node is an end of, once.
 	Traffic Traffic
+	// Alerts counts the IDS alerts the node is an end of, once (AddAlerts).
+	Alerts uint64
 }
 
 // Traffic is what a set of records adds up to.
@@ -73,6 +77,8 @@ type Edge struct {
 	// Users are the users behind the edge's connections (from directory
 	// sessions), busiest first.
 	Users []UserCount
+	// Alerts counts the IDS alerts between the edge's ends (AddAlerts).
+	Alerts uint64
 }
 
 // Service is a protocol and destination port (or ICMP type and code) with

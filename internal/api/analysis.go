@@ -68,6 +68,8 @@ type MapNode struct {
 	Members  int     `json:"members"`
 	Proposed int     `json:"proposed,omitempty"`
 	Traffic  Traffic `json:"traffic"`
+	// Alerts counts the IDS alerts the node is an end of in the window.
+	Alerts uint64 `json:"alerts,omitempty"`
 }
 
 // MapService is a protocol and port (or ICMP type/code) used on an edge.
@@ -90,6 +92,8 @@ type MapEdge struct {
 	// Users are the users behind the connections (from login sessions),
 	// busiest first, at most MaxEdgeServices.
 	Users []MapUser `json:"users,omitempty"`
+	// Alerts counts the IDS alerts between the edge's ends in the window.
+	Alerts uint64 `json:"alerts,omitempty"`
 }
 
 // MapUser is one user's connections on an edge.
@@ -111,6 +115,8 @@ type MapResponse struct {
 	Nodes    []MapNode `json:"nodes"`
 	Edges    []MapEdge `json:"edges"`
 	Total    Traffic   `json:"total"`
+	// Alerts counts the IDS alerts of the window in the map.
+	Alerts uint64 `json:"alerts,omitempty"`
 }
 
 // ComplianceRow is the compliance of one node or edge.

@@ -109,8 +109,8 @@ func printMap(w io.Writer, m api.MapResponse) {
 	if m.Scope != "" {
 		scope = ", scope " + m.Scope
 	}
-	fmt.Fprintf(w, "%s level, %s%s: %d nodes, %d edges, %d connections, %d blocked attempts\n\n",
-		m.Level, windowText(m.Window), scope, len(m.Nodes), len(m.Edges), m.Total.Connections, m.Total.Drops)
+	fmt.Fprintf(w, "%s level, %s%s: %d nodes, %d edges, %d connections, %d blocked attempts, %d IDS alerts\n\n",
+		m.Level, windowText(m.Window), scope, len(m.Nodes), len(m.Edges), m.Total.Connections, m.Total.Drops, m.Alerts)
 	if len(m.Edges) == 0 {
 		fmt.Fprintln(w, "no flows")
 		return
@@ -129,13 +129,13 @@ func printMap(w io.Writer, m api.MapResponse) {
 	}
 	withUsers := slices.ContainsFunc(m.Edges, func(e api.MapEdge) bool { return len(e.Users) > 0 })
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprint(tw, "FROM\tTO\tCONNECTIONS\tBLOCKED\tSENT\tRECEIVED\tSERVICES\tFIRST SEEN\tLAST SEEN")
+	fmt.Fprint(tw, "FROM\tTO\tCONNECTIONS\tBLOCKED\tALERTS\tSENT\tRECEIVED\tSERVICES\tFIRST SEEN\tLAST SEEN")
 	if withUsers {
 		fmt.Fprint(tw, "\tUSERS")
 	}
 	fmt.Fprintln(tw)
 	for _, e := range m.Edges {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s", name(e.From), name(e.To), e.Connections, e.Drops,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s", name(e.From), name(e.To), e.Connections, e.Drops, e.Alerts,
 			humanBytes(e.BytesSent), humanBytes(e.BytesReceived), servicesColumn(e), seen(e.FirstSeen), seen(e.LastSeen))
 		if withUsers {
 			var us []string
@@ -149,9 +149,9 @@ func printMap(w io.Writer, m api.MapResponse) {
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "%s\tMEMBERS\tPROPOSED\tCONNECTIONS\tBLOCKED\tBYTES\n", strings.ToUpper(m.Level))
+	fmt.Fprintf(tw, "%s\tMEMBERS\tPROPOSED\tCONNECTIONS\tBLOCKED\tALERTS\tBYTES\n", strings.ToUpper(m.Level))
 	for _, n := range m.Nodes {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\n", name(n.ID), n.Members, n.Proposed, n.Traffic.Connections, n.Traffic.Drops,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\n", name(n.ID), n.Members, n.Proposed, n.Traffic.Connections, n.Traffic.Drops, n.Alerts,
 			humanBytes(n.Traffic.BytesSent+n.Traffic.BytesReceived))
 	}
 	tw.Flush()

@@ -33,6 +33,14 @@ type SpanFunc func(ctx context.Context, host string) (revision int64, format str
 // an error makes the agent send the batch again.
 type FlowSink func(ctx context.Context, host string, recs []flow.Record) error
 
+// AlertSink stores the IDS alerts a host sent, each one Suricata EVE JSON
+// record. host is the name in the host's client certificate: the sink puts
+// it in every record, whatever the payload says. It returns how many it
+// accepted; records it cannot read are skipped (and counted by the sink),
+// so that a batch is never resent forever. An error makes the agent send
+// the batch again; the sink stores a resent alert once.
+type AlertSink func(ctx context.Context, host string, eve [][]byte) (accepted int, err error)
+
 // Config configures a ControlPlane. Store and CA are required; zero values
 // of the rest take the defaults said on each field.
 type Config struct {
@@ -43,6 +51,8 @@ type Config struct {
 	Span SpanFunc
 	// Flows receives flow records; default: counted and discarded.
 	Flows FlowSink
+	// Alerts receives IDS alerts; default: counted and discarded.
+	Alerts AlertSink
 	// InventoryLock, when set, is held while a workload report is turned
 	// into inventory, so that it does not interleave with the manager's
 	// other read-modify-write changes of the inventory.
@@ -81,10 +91,11 @@ func (c *Config) setDefaults() {
 // ControlPlane serves the agent channel. Create it with New, serve it with
 // Serve; it is safe for concurrent use.
 type ControlPlane struct {
-	cfg   Config
-	log   *slog.Logger
-	span  atomic.Pointer[SpanFunc]
-	flows FlowSink
+	cfg    Config
+	log    *slog.Logger
+	span   atomic.Pointer[SpanFunc]
+	flows  FlowSink
+	alerts AlertSink
 
 	// changed wakes the publisher; it holds at most one pending wake-up,
 	// so a burst of changes costs one recomputation.
@@ -95,6 +106,7 @@ type ControlPlane struct {
 	hosts map[string]*hostState // by host name; only hosts seen since start
 
 	flowRecords, flowDropped, flowMalformed atomic.Uint64
+	alertRecords, alertDropped              atomic.Uint64
 }
 
 // hostState is what the manager knows of a host beyond the store: its live
@@ -140,6 +152,7 @@ func New(cfg Config) (*ControlPlane, error) {
 		cfg:     cfg,
 		log:     cfg.Log.With("component", "controlplane"),
 		flows:   cfg.Flows,
+		alerts:  cfg.Alerts,
 		changed: make(chan struct{}, 1),
 		hosts:   map[string]*hostState{},
 	}
@@ -150,6 +163,9 @@ func New(cfg Config) (*ControlPlane, error) {
 	cp.span.Store(&span)
 	if cp.flows == nil {
 		cp.flows = cp.discardFlows
+	}
+	if cp.alerts == nil {
+		cp.alerts = cp.discardAlerts
 	}
 	return cp, nil
 }
@@ -193,6 +209,11 @@ func (cp *ControlPlane) Changed() {
 func (cp *ControlPlane) discardFlows(ctx context.Context, host string, recs []flow.Record) error {
 	cp.log.Debug("flow records discarded: no flow store", "host", host, "records", len(recs))
 	return nil
+}
+
+func (cp *ControlPlane) discardAlerts(ctx context.Context, host string, eve [][]byte) (int, error) {
+	cp.log.Debug("IDS alerts discarded: no alert store", "host", host, "alerts", len(eve))
+	return 0, nil
 }
 
 // publish recomputes desired states whenever Changed is called or the

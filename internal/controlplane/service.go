@@ -272,6 +272,29 @@ func (s *service) SendFlows(ctx context.Context, req *agentapi.FlowBatch) (*agen
 	return &agentapi.SendFlowsResponse{Accepted: uint32(len(recs))}, nil
 }
 
+// SendAlerts hands a batch of IDS alerts to the AlertSink in the name of
+// the host whose certificate sent it.
+func (s *service) SendAlerts(ctx context.Context, req *agentapi.AlertBatch) (*agentapi.SendAlertsResponse, error) {
+	host := hostOf(ctx)
+	accepted, err := s.cp.alerts(ctx, host, req.GetEve())
+	if err != nil {
+		s.cp.log.Error("store IDS alerts", "host", host, "alerts", len(req.GetEve()), "err", err)
+		return nil, status.Error(codes.Unavailable, "cannot store IDS alerts now; retry")
+	}
+	s.cp.alertRecords.Add(uint64(accepted))
+	s.cp.alertDropped.Add(req.GetDropped())
+	if req.GetDropped() > 0 {
+		s.cp.log.Warn("agent dropped IDS alerts: its buffer was full", "host", host, "dropped", req.GetDropped())
+	}
+	return &agentapi.SendAlertsResponse{Accepted: uint32(accepted)}, nil
+}
+
+// AlertCounts returns how many IDS alerts agents delivered and the sink
+// accepted since start, and how many the agents said they had to drop.
+func (cp *ControlPlane) AlertCounts() (accepted, dropped uint64) {
+	return cp.alertRecords.Load(), cp.alertDropped.Load()
+}
+
 // FlowCounts returns how many flow records agents delivered since start,
 // how many they said they had to drop, and how many were malformed and
 // skipped.

@@ -50,4 +50,6 @@ CREATE INDEX flows_seen ON flows(seen_ns);
 	`ALTER TABLE flows ADD COLUMN app TEXT NOT NULL DEFAULT '';
 ALTER TABLE flows ADD COLUMN tls_version TEXT NOT NULL DEFAULT '';
 ALTER TABLE flows ADD COLUMN server_name TEXT NOT NULL DEFAULT '';`,
+	// 6: IDS alerts (alerts.go).
+	alertsSchema,
 }

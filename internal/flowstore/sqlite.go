@@ -545,11 +545,18 @@ func (s *SQLite) pruneLoop(r Retention, every time.Duration) {
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), every)
 			n, err := s.Prune(ctx, r)
-			cancel()
 			if err != nil {
 				s.log.Warn("flowstore: prune failed", "err", err)
 			} else if n > 0 {
 				s.log.Debug("flowstore: pruned", "records", n)
+			}
+			// Alerts: the flows' age, their own row cap (alerts.go).
+			n, err = s.PruneAlerts(ctx, Retention{MaxAge: r.MaxAge, MaxRows: MaxAlertRows})
+			cancel()
+			if err != nil {
+				s.log.Warn("flowstore: prune alerts failed", "err", err)
+			} else if n > 0 {
+				s.log.Debug("flowstore: pruned", "alerts", n)
 			}
 		}
 	}

@@ -30,7 +30,8 @@ func (s *Server) newControlPlane() *controlplane.ControlPlane {
 		// Reports read-modify-write the inventory, as apply does.
 		InventoryLock: &s.writeMu,
 		// The control plane names the host from its client certificate.
-		Flows: s.IngestFlows,
+		Flows:  s.IngestFlows,
+		Alerts: s.IngestAlerts, // ids_alerts.go
 	})
 	if err != nil {
 		panic(err) // only for a nil store or CA, which newServer never passes

@@ -126,20 +126,23 @@ func (s *Server) handleMap(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	m := a.Map(level, scope)
+	if err := s.mapAlerts(r.Context(), a, m, f, scope); err != nil { // ids_alerts.go
+		return err
+	}
 	out := api.MapResponse{Level: level.String(), Window: window(f), Revision: rev,
-		Nodes: make([]api.MapNode, len(m.Nodes)), Edges: make([]api.MapEdge, len(m.Edges)), Total: apiTraffic(m.Total)}
+		Nodes: make([]api.MapNode, len(m.Nodes)), Edges: make([]api.MapEdge, len(m.Edges)), Total: apiTraffic(m.Total), Alerts: m.Alerts}
 	if scope != nil {
 		out.Scope = scope.String()
 	}
 	for i, n := range m.Nodes {
 		out.Nodes[i] = api.MapNode{ID: n.ID, Level: n.Level.String(), Env: n.Env, App: n.App, Tier: n.Tier, Workload: n.Workload,
-			External: n.External, Range: n.Range, Members: n.Members, Proposed: n.Proposed, Traffic: apiTraffic(n.Traffic)}
+			External: n.External, Range: n.Range, Members: n.Members, Proposed: n.Proposed, Traffic: apiTraffic(n.Traffic), Alerts: n.Alerts}
 		if n.Addr.IsValid() {
 			out.Nodes[i].Address = n.Addr.String()
 		}
 	}
 	for i, e := range m.Edges {
-		me := api.MapEdge{From: e.From, To: e.To, Traffic: apiTraffic(e.Traffic), Services: []api.MapService{}}
+		me := api.MapEdge{From: e.From, To: e.To, Traffic: apiTraffic(e.Traffic), Services: []api.MapService{}, Alerts: e.Alerts}
 		for j, svc := range e.Services {
 			if j == api.MaxEdgeServices {
 				me.MoreServices = len(e.Services) - j

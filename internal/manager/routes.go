@@ -36,6 +36,8 @@ func (s *Server) buildRoutes() []route {
 	rs = append(rs, s.flowImportRoutes()...) // flowimport.go: Zeek and other flow imports
 	rs = append(rs, s.groupRoutes()...)      // groups.go: live group membership
 	rs = append(rs, s.identityRoutes()...)   // identity.go: directory sources, users, groups, login sessions
+	rs = append(rs, s.idsAlertRoutes()...)   // ids_alerts.go: IDS alerts
+	rs = append(rs, s.idsRoutes()...)        // ids.go: IDS signature sets and selection
 	return rs
 }
 

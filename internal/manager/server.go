@@ -103,6 +103,12 @@ type Server struct {
 	agentHostsMu sync.Mutex
 	agentHostsAt time.Time
 	agentHosts   map[string]bool
+
+	// ids holds the IDS signature sets and selection caches (ids.go).
+	ids *idsState
+
+	// idsAlerts counts the IDS alerts agents send (ids_alerts.go).
+	idsAlerts *idsAlertMetrics
 }
 
 // New opens (or creates) the manager's state in cfg.DataDir: store, CA and,
@@ -141,8 +147,10 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 func newServer(cfg Config, log *slog.Logger, st store.Store, ca *pki.CA) *Server {
 	s := &Server{cfg: cfg, log: log, store: st, ca: ca, now: time.Now, metrics: newMetrics()}
 	s.evals = newEvalCache(st)
+	s.ids = newIDSState()
 	s.agents = s.newControlPlane()
 	s.agents.SetSpan(s.hostSpan)
+	s.registerIDSAlertMetrics()
 	s.routes = s.buildRoutes()
 	s.mux = s.newMux()
 	return s
@@ -227,6 +235,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	s.startInventorySources(agentCtx, &bg) // inventory.go
+	s.startIDS(agentCtx, &bg)              // ids.go
 	s.log.Info("manager listening", "url", "https://"+ln.Addr().String(), "ca", filepath.Join(s.cfg.DataDir, "ca.crt"), "agents", s.AgentAddr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()

@@ -22,6 +22,11 @@ func (s *Server) hostSpan(ctx context.Context, host string) (int64, string, []by
 		return 0, "", nil, fmt.Errorf("host %s: %w", host, err)
 	}
 	st.Revision = 0
+	// The IDS part: nil (left out of the payload) when no IDSProfile
+	// applies to the host (ids.go).
+	if st.IDS, err = s.hostIDS(ctx, host); err != nil {
+		return 0, "", nil, err
+	}
 	payload, err := span.Encode(st)
 	if err != nil {
 		return 0, "", nil, fmt.Errorf("host %s: %w", host, err)

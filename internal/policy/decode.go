@@ -44,6 +44,10 @@ func NewObject(k Kind) Object {
 		return &Policy{}
 	case KindDefaultRule:
 		return &DefaultRule{}
+	case KindIDSProfile:
+		return &IDSProfile{}
+	case KindIDSVariables:
+		return &IDSVariables{}
 	}
 	return nil
 }
@@ -63,6 +67,10 @@ func KindOf(o Object) Kind {
 		return KindPolicy
 	case *DefaultRule:
 		return KindDefaultRule
+	case *IDSProfile:
+		return KindIDSProfile
+	case *IDSVariables:
+		return KindIDSVariables
 	}
 	return ""
 }

@@ -131,6 +131,10 @@ func DeepCopyObject(o Object) Object {
 		return o.DeepCopy()
 	case *DefaultRule:
 		return o.DeepCopy()
+	case *IDSProfile:
+		return o.DeepCopy()
+	case *IDSVariables:
+		return o.DeepCopy()
 	}
 	panic(fmt.Sprintf("policy: DeepCopyObject of %T", o))
 }
@@ -155,6 +159,8 @@ func (s *Set) Clone() *Set {
 		ContextProfiles: cloneMap(s.ContextProfiles, (*ContextProfile).DeepCopy),
 		Policies:        cloneMap(s.Policies, (*Policy).DeepCopy),
 		Default:         s.Default.DeepCopy(),
+		IDSProfiles:     cloneMap(s.IDSProfiles, (*IDSProfile).DeepCopy),
+		IDSVariables:    cloneMap(s.IDSVariables, (*IDSVariables).DeepCopy),
 		RuleIDs:         maps.Clone(s.RuleIDs),
 	}
 }
@@ -177,6 +183,10 @@ func (s *Set) Put(o Object) {
 		s.Policies = put(s.Policies, name, o)
 	case *DefaultRule:
 		s.Default = o
+	case *IDSProfile:
+		s.IDSProfiles = put(s.IDSProfiles, name, o)
+	case *IDSVariables:
+		s.IDSVariables = put(s.IDSVariables, name, o)
 	default:
 		panic(fmt.Sprintf("policy: Set.Put of %T", o))
 	}
@@ -215,6 +225,10 @@ func (s *Set) Get(kind Kind, name string) (Object, bool) {
 		if s.Default != nil && name == DefaultRuleName {
 			return s.Default, true
 		}
+	case KindIDSProfile:
+		return get(s.IDSProfiles, name)
+	case KindIDSVariables:
+		return get(s.IDSVariables, name)
 	}
 	return nil, false
 }
@@ -246,6 +260,10 @@ func (s *Set) Delete(kind Kind, name string) bool {
 		}
 		s.Default = NewSet().Default
 		return true
+	case KindIDSProfile:
+		return del(s.IDSProfiles, name)
+	case KindIDSVariables:
+		return del(s.IDSVariables, name)
 	}
 	return false
 }
@@ -277,6 +295,10 @@ func (s *Set) Objects(kind Kind) []Object {
 		if s.Default != nil {
 			return []Object{s.Default}
 		}
+	case KindIDSProfile:
+		return objects(s.IDSProfiles)
+	case KindIDSVariables:
+		return objects(s.IDSVariables)
 	}
 	return nil
 }
@@ -468,6 +490,16 @@ func (s *Set) Validate(origin map[ObjectKey]Source) ErrorList {
 		}
 		errs = append(errs, c.errs...)
 	}
+	for _, o := range s.Objects(KindIDSProfile) {
+		p := o.(*IDSProfile)
+		c := checkerFor(p)
+		for i, n := range p.Spec.AppliedTo {
+			if checkName(n) == "" {
+				ref(c, fmt.Sprintf("spec.appliedTo[%d]", i), n, s.Groups[n] != nil, "group", groupNames)
+			}
+		}
+		errs = append(errs, c.errs...)
+	}
 	errs = append(errs, s.groupCycles(checkerFor)...)
 	errs = append(errs, s.sharedAddresses(checkerFor)...)
 	errs.Sort()
@@ -482,6 +514,8 @@ func checkKeys(s *Set, mismatch func(key string, o Object)) {
 	eachKey(s.Services, mismatch)
 	eachKey(s.ContextProfiles, mismatch)
 	eachKey(s.Policies, mismatch)
+	eachKey(s.IDSProfiles, mismatch)
+	eachKey(s.IDSVariables, mismatch)
 }
 
 func eachKey[T any](m map[string]*T, fn func(key string, o Object)) {

@@ -18,10 +18,12 @@ const (
 	KindContextProfile Kind = "ContextProfile"
 	KindPolicy         Kind = "Policy"
 	KindDefaultRule    Kind = "DefaultRule"
+	KindIDSProfile     Kind = "IDSProfile"
+	KindIDSVariables   Kind = "IDSVariables"
 )
 
 // Kinds lists every kind in the order documents are shown and applied.
-var Kinds = []Kind{KindWorkload, KindGroup, KindService, KindContextProfile, KindPolicy, KindDefaultRule}
+var Kinds = []Kind{KindWorkload, KindGroup, KindService, KindContextProfile, KindPolicy, KindDefaultRule, KindIDSProfile, KindIDSVariables}
 
 // Revisioned reports whether a kind is policy (kept in numbered revisions) rather
 // than inventory (Workload, which discovery changes all the time).
@@ -243,6 +245,10 @@ type Set struct {
 	ContextProfiles map[string]*ContextProfile `json:"contextProfiles,omitempty"`
 	Policies        map[string]*Policy         `json:"policies,omitempty"`
 	Default         *DefaultRule               `json:"default,omitempty"`
+	// IDSProfiles and IDSVariables (at most one, "default") are the
+	// intrusion detection policy (ids.go).
+	IDSProfiles  map[string]*IDSProfile   `json:"idsProfiles,omitempty"`
+	IDSVariables map[string]*IDSVariables `json:"idsVariables,omitempty"`
 	// RuleIDs maps RuleKey to a numeric id that is stable across revisions
 	// and never reused; it is what the data plane writes into the ct mark.
 	RuleIDs map[string]uint32 `json:"ruleIDs,omitempty"`
@@ -257,6 +263,8 @@ func NewSet() *Set {
 		Services:        map[string]*Service{},
 		ContextProfiles: map[string]*ContextProfile{},
 		Policies:        map[string]*Policy{},
+		IDSProfiles:     map[string]*IDSProfile{},
+		IDSVariables:    map[string]*IDSVariables{},
 		Default: &DefaultRule{
 			Header: Header{APIVersion: APIVersion, Kind: KindDefaultRule, Metadata: Metadata{Name: DefaultRuleName}},
 			Spec:   DefaultRuleSpec{Action: ActionAllow},
@@ -300,4 +308,6 @@ var (
 	_ Object = (*ContextProfile)(nil)
 	_ Object = (*Policy)(nil)
 	_ Object = (*DefaultRule)(nil)
+	_ Object = (*IDSProfile)(nil)
+	_ Object = (*IDSVariables)(nil)
 )

@@ -310,6 +310,10 @@ func ValidateObject(d Document) ErrorList {
 			c.add("metadata.name", "the default rule is named %q, not %q", DefaultRuleName, h.Metadata.Name)
 		}
 		c.oneOf("spec.action", string(o.Spec.Action), actions, "action", true)
+	case *IDSProfile:
+		c.idsProfile(&o.Spec)
+	case *IDSVariables:
+		c.idsVariables(h.Metadata.Name, &o.Spec)
 	}
 	return c.errs
 }

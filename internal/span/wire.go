@@ -35,6 +35,8 @@ type wireState struct {
 	L7FailOpen     bool           `json:"l7FailOpen,omitempty"`
 	FQDNSets       []wireFQDNSet  `json:"fqdnSets,omitempty"`
 	Sessions       []wireSession  `json:"sessions,omitempty"`
+	// IDS is left out when nil (ids.go), like L7 and FQDN fields.
+	IDS *wireIDS `json:"ids,omitempty"`
 }
 
 // wireSession is an nft.SessionRange: a user's source ports at an address.
@@ -194,6 +196,11 @@ func Encode(st *nft.HostState) ([]byte, error) {
 			Egress: toWireEntries(wl.Egress), Ingress: toWireEntries(wl.Ingress),
 		})
 	}
+	ids, err := toWireIDS(st.IDS)
+	if err != nil {
+		return nil, fmt.Errorf("span: encode revision %d: %w", st.Revision, err)
+	}
+	w.IDS = ids
 	b, err := json.Marshal(&w)
 	if err != nil {
 		return nil, fmt.Errorf("span: encode revision %d: %w", st.Revision, err)
@@ -244,6 +251,11 @@ func Decode(b []byte) (*nft.HostState, error) {
 			Egress: fromWireEntries(wl.Egress), Ingress: fromWireEntries(wl.Ingress),
 		})
 	}
+	ids, err := fromWireIDS(w.IDS)
+	if err != nil {
+		return nil, fmt.Errorf("span: decode revision %d: %w", st.Revision, err)
+	}
+	st.IDS = ids
 	if err := st.Validate(); err != nil {
 		return nil, fmt.Errorf("span: decode revision %d: %w", st.Revision, err)
 	}

@@ -84,6 +84,12 @@ func decodeSet(body []byte, encoding string) (*policy.Set, error) {
 	if s.RuleIDs == nil {
 		s.RuleIDs = empty.RuleIDs
 	}
+	if s.IDSProfiles == nil {
+		s.IDSProfiles = empty.IDSProfiles
+	}
+	if s.IDSVariables == nil {
+		s.IDSVariables = empty.IDSVariables
+	}
 	if s.Default == nil {
 		s.Default = empty.Default
 	}

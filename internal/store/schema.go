@@ -169,4 +169,21 @@ CREATE TABLE identity_sessions (
 );
 CREATE INDEX identity_sessions_end ON identity_sessions(end_ns);
 `,
+	// 5: IDS signature sets (issue 8): every imported version of a rule
+	// file, its text gzip'd; a deleted set keeps its rows (deleted_ns) so
+	// that a set imported again under the name never reuses a version.
+	`
+CREATE TABLE ids_signature_sets (
+	name       TEXT    NOT NULL,
+	version    INTEGER NOT NULL,
+	created_ns INTEGER NOT NULL,
+	author     TEXT    NOT NULL,
+	sha256     TEXT    NOT NULL,
+	rules      INTEGER NOT NULL,
+	problems   INTEGER NOT NULL,
+	body       BLOB    NOT NULL,
+	deleted_ns INTEGER,
+	PRIMARY KEY (name, version)
+);
+`,
 }

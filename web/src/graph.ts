@@ -58,6 +58,8 @@ export interface DisplayEdge {
   connections: number;
   drops: number;
   bytes: number;
+  // IDS alerts on the edge's fine edges.
+  alerts: number;
   firstSeen?: string;
   lastSeen?: string;
   services: MapService[];
@@ -220,7 +222,7 @@ export function build(layers: Layer[], x: Expansion): Graph {
       const id = `${f}->${t}`;
       let d = edges.get(id);
       if (!d) {
-        d = { id, from: f, to: t, cls: "none", counts: zero(), connections: 0, drops: 0, bytes: 0, services: [], fine: [] };
+        d = { id, from: f, to: t, cls: "none", counts: zero(), connections: 0, drops: 0, bytes: 0, alerts: 0, services: [], fine: [] };
         edges.set(id, d);
       }
       add(d, e);
@@ -254,6 +256,7 @@ function add(d: DisplayEdge, e: MapEdge) {
   }
   d.connections += e.connections;
   d.drops += e.drops;
+  d.alerts += e.alerts ?? 0;
   d.bytes += e.bytesSent + e.bytesReceived;
   if (e.firstSeen && (!d.firstSeen || e.firstSeen < d.firstSeen)) d.firstSeen = e.firstSeen;
   if (e.lastSeen && (!d.lastSeen || e.lastSeen > d.lastSeen)) d.lastSeen = e.lastSeen;

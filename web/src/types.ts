@@ -181,6 +181,8 @@ export interface MapNode {
   members: number;
   proposed?: number;
   traffic: Traffic;
+  // IDS alerts the node is an end of in the window.
+  alerts?: number;
 }
 
 export interface MapService {
@@ -194,6 +196,8 @@ export interface MapEdge extends Traffic {
   to: string;
   services: MapService[];
   moreServices?: number;
+  // IDS alerts between the edge's ends in the window.
+  alerts?: number;
 }
 
 export interface AnalysisWindow {
@@ -209,6 +213,7 @@ export interface MapResponse {
   nodes: MapNode[];
   edges: MapEdge[];
   total: Traffic;
+  alerts?: number;
 }
 
 export interface ComplianceRow {

@@ -84,7 +84,10 @@ const (
 // Rule is one signature.
 type Rule struct {
 	Action Action
-	Proto  Proto
+	// Proto is the header's protocol, except that a transport rule (ip,
+	// tcp, udp) whose options name an application buffer or tls.version
+	// is for that application protocol, as in Suricata.
+	Proto Proto
 	// Src, Dst and the port sets are resolved against the variables the
 	// rule was read with. Bidirectional is the "<>" direction.
 	Src, Dst           *AddrSet
@@ -106,6 +109,15 @@ type Rule struct {
 	// Threshold is threshold: or detection_filter: (DetectionFilter set).
 	Threshold *Threshold
 	Noalert   bool // flowbits:noalert or noalert;
+
+	// TLSVersion is the tls.version keyword's version as on the wire
+	// (0x0303 for 1.2); 0 when the rule has none.
+	TLSVersion uint16
+	// IType and ICode are the itype and icode keywords (ICMP type and
+	// code); nil when absent.
+	IType, ICode *IntMatch
+	// TCPFlags is the flags keyword; nil when absent.
+	TCPFlags *TCPFlags
 
 	// Matches are the payload and buffer conditions in rule order. Each
 	// carries its buffer; relative modifiers refer to the previous match
@@ -150,7 +162,27 @@ const (
 type Flowbit struct {
 	Cmd   FlowbitCmd
 	Names []string
+	// And is "a&b": isset/isnotset hold only when they hold for every
+	// name (without it, several names are "a|b": any of them).
+	And bool
 }
+
+// TCPFlags is the flags keyword: the packet's flags, with the bits in
+// Ignore cleared, compared with Flags by Mode.
+type TCPFlags struct {
+	Flags, Ignore uint8 // FIN 0x01 SYN 0x02 RST 0x04 PSH 0x08 ACK 0x10 URG 0x20 ECE 0x40 CWR 0x80
+	Mode          FlagsMode
+}
+
+// FlagsMode is how flags compares.
+type FlagsMode uint8
+
+const (
+	FlagsExact FlagsMode = iota // exactly Flags
+	FlagsAll                    // "+": all of Flags, others may be set
+	FlagsAny                    // "*": any of Flags
+	FlagsNot                    // "!": none of Flags
+)
 
 // Cmp is a comparison of dsize, bsize, urilen, byte_test.
 type Cmp uint8
@@ -267,6 +299,15 @@ type Match struct {
 	// Int is byte_test's comparison, isdataat's position (Value), bsize
 	// and urilen.
 	Int IntMatch
+
+	// Latin1 says the PCRE Regexp names bytes above 0x7f, as the runes
+	// \x{80}-\x{ff}: match it against the buffer read one byte a rune
+	// (e.g. regexp.MatchReader over a RuneReader yielding rune(b), size
+	// 1), not as UTF-8.
+	Latin1 bool
+	// DotPrefix is the dotprefix transform: the buffer is inspected with
+	// a "." before it (so ".example.com" matches the name example.com).
+	DotPrefix bool
 }
 
 // AddrSet is a resolved address specification: the address is in it when

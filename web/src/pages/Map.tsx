@@ -238,6 +238,11 @@ const style: cytoscape.StylesheetJson = [
     style: { "line-color": classColours[c], "target-arrow-color": classColours[c] },
   })),
   { selector: "edge.dashed", style: { "line-style": "dashed" as const } },
+  // IDS alerts on an edge: its count as the edge's label.
+  {
+    selector: "edge[alerts > 0]",
+    style: { label: "data(label)", "font-size": 11, color: "#b42318", "text-background-color": "#ffffff", "text-background-opacity": 0.85 },
+  },
   { selector: "edge:selected", style: { "overlay-opacity": 0.15, "overlay-color": "#1d2330" } },
 ];
 
@@ -254,7 +259,10 @@ function elements(g: Graph): ElementDefinition[] {
   for (const e of g.edges) {
     out.push({
       group: "edges",
-      data: { id: e.id, source: e.from, target: e.to, cls: e.cls, width: Math.min(8, 1.5 + Math.log10(1 + e.connections + e.drops) * 2) },
+      data: {
+        id: e.id, source: e.from, target: e.to, cls: e.cls, width: Math.min(8, 1.5 + Math.log10(1 + e.connections + e.drops) * 2),
+        alerts: e.alerts, label: e.alerts > 0 ? `${e.alerts} IDS alert${e.alerts === 1 ? "" : "s"}` : "",
+      },
       classes: e.cls,
     });
   }
@@ -560,6 +568,7 @@ function EdgePanel({ edge, graph, since, policy }: { edge: DisplayEdge; graph: G
           {edge.cls === "none" ? "not classified" : edge.cls}
         </span>{" "}
         {num(edge.connections)} connections, {num(edge.drops)} drop records, {bytes(edge.bytes)}
+        {edge.alerts > 0 && <span data-testid="edge-alerts">, {num(edge.alerts)} IDS alerts</span>}
       </p>
       <ComplianceBar counts={edge.counts} wide />
       <table className="compact counts" data-testid="edge-counts">

@@ -1,0 +1,93 @@
+package apiclient
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/bulkhead/bulkhead/internal/api"
+)
+
+// ImportSignatureSet sends a rule file (Suricata language) as the next
+// version of the signature set name, streamed from body; gzipped says the
+// body is gzip'd (the manager also recognizes gzip by its magic bytes).
+// A file of which no rule loads is refused with an *Error.
+func (c *Client) ImportSignatureSet(ctx context.Context, name string, body io.Reader, gzipped bool) (api.IDSImportResult, error) {
+	var out api.IDSImportResult
+	path := api.Prefix + "/ids/signature-sets/" + url.PathEscape(name)
+	req, err := http.NewRequestWithContext(ctx, "POST", c.base+path, body)
+	if err != nil {
+		return out, fmt.Errorf("apiclient: POST %s: %w", path, err)
+	}
+	req.Header.Set("Content-Type", "text/plain")
+	if gzipped {
+		req.Header.Set("Content-Encoding", "gzip")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return out, fmt.Errorf("apiclient: POST %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return out, fmt.Errorf("apiclient: POST %s: read answer: %w", path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		e := &Error{Status: resp.StatusCode}
+		if json.Unmarshal(data, &e.Body) != nil {
+			e.Body.Error = strings.TrimSpace(string(data))
+		}
+		return out, e
+	}
+	if err := json.Unmarshal(data, &out); err != nil {
+		return out, fmt.Errorf("apiclient: POST %s: decode answer: %w", path, err)
+	}
+	return out, nil
+}
+
+// SignatureSets lists the imported signature sets.
+func (c *Client) SignatureSets(ctx context.Context) ([]api.IDSSignatureSet, error) {
+	var out []api.IDSSignatureSet
+	return out, c.do(ctx, "GET", api.Prefix+"/ids/signature-sets", nil, &out)
+}
+
+// DeleteSignatureSet deletes a signature set.
+func (c *Client) DeleteSignatureSet(ctx context.Context, name string) error {
+	return c.do(ctx, "DELETE", api.Prefix+"/ids/signature-sets/"+url.PathEscape(name), nil, nil)
+}
+
+// SignatureQuery selects signatures; zero fields do not filter. With a
+// Workload, the answer is the selection for that workload.
+type SignatureQuery struct {
+	Set      string
+	SID      uint32
+	Workload string
+}
+
+// Signatures lists signatures, or those inspecting a workload.
+func (c *Client) Signatures(ctx context.Context, q SignatureQuery) (api.IDSSignatures, error) {
+	v := url.Values{}
+	if q.Set != "" {
+		v.Set(api.IDSSignaturesSet, q.Set)
+	}
+	if q.SID != 0 {
+		v.Set(api.IDSSignaturesSID, strconv.FormatUint(uint64(q.SID), 10))
+	}
+	if q.Workload != "" {
+		v.Set(api.IDSSignaturesWorkload, q.Workload)
+	}
+	path := api.Prefix + "/ids/signatures"
+	if len(v) > 0 {
+		path += "?" + v.Encode()
+	}
+	var out api.IDSSignatures
+	return out, c.do(ctx, "GET", path, nil, &out)
+}
