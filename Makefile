@@ -42,6 +42,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1s -timeout 30m ./internal/eval ./internal/policy ./internal/tagexpr ./internal/ports ./internal/span ./internal/flow ./internal/store ./internal/ipfix ./internal/zeek ./internal/dpi
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/flowstore ./internal/recommend ./internal/discover ./internal/analysis
 	$(GO) test -run '^$$' -bench IngestFlows -benchtime 1x -timeout 30m ./internal/manager
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/ids/...
 	@if [ "$$(id -u)" = 0 ]; then $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/nft; \
 	else echo "skipping the kernel benchmarks (internal/nft): they need root"; fi
 
@@ -58,6 +59,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/ipfix
 	$(GO) test -run '^$$' -fuzz '^FuzzAnalyze$$' -fuzztime $(FUZZTIME) ./internal/analysis
 	$(GO) test -run '^$$' -fuzz '^FuzzFeed$$' -fuzztime $(FUZZTIME) ./internal/dpi
+	$(GO) test -run '^$$' -fuzz '^FuzzInspect$$' -fuzztime $(FUZZTIME) ./internal/ids
 
 # The lab: a data center in network namespaces with a manager, agents and
 # traffic (root). Checks for root before it builds; see scripts/demo.sh.

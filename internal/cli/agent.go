@@ -17,6 +17,7 @@ import (
 
 	"github.com/bulkhead/bulkhead/internal/agent"
 	"github.com/bulkhead/bulkhead/internal/flow"
+	"github.com/bulkhead/bulkhead/internal/idsagent"
 	"github.com/bulkhead/bulkhead/internal/nft"
 )
 
@@ -29,6 +30,10 @@ func newAgentCmd(g *globals) *cobra.Command {
 		flows     flowFlags
 		l7Queue   uint16
 		l7Queues  uint16
+		idsQueue  uint16
+		idsQueues uint16
+		idsEVELog string
+		idsClosed bool
 	)
 	cmd := &cobra.Command{
 		Use:   "agent --manager HOST:PORT --state-dir DIR [--bootstrap-token T (--ca-fingerprint SHA256 | --ca FILE)]",
@@ -65,6 +70,12 @@ in the kernel and in DIR.`,
 			if l7Queue == 0 {
 				return errors.New("--l7-queue: must not be 0")
 			}
+			if idsQueue == 0 || idsQueues == 0 || int(idsQueue)+int(idsQueues)-1 > 65535 {
+				return fmt.Errorf("--ids-queue %d --ids-queues %d: want queue 1 or more and 1 to %d queues", idsQueue, idsQueues, 65536-int(max(idsQueue, 1)))
+			}
+			if q := int(idsQueue); q+int(idsQueues) > int(l7Queue) && int(l7Queue)+int(l7Queues) > q {
+				return fmt.Errorf("--ids-queue %d-%d overlaps --l7-queue %d-%d", idsQueue, q+int(idsQueues)-1, l7Queue, int(l7Queue)+int(l7Queues)-1)
+			}
 			if flows.nflogGroup == 0 {
 				return errors.New("--nflog-group: must not be 0")
 			}
@@ -76,7 +87,11 @@ in the kernel and in DIR.`,
 			if cfg.BootstrapToken == "" {
 				cfg.BootstrapToken = os.Getenv("BULKHEAD_BOOTSTRAP_TOKEN")
 			}
-			enf, err := newAgentEnforcer(cfg, nft.Config{LogGroup: flows.nflogGroup, L7Queue: l7Queue, L7Queues: l7Queues}, dryRun, log)
+			alerts := &alertSink{log: log.With("component", "ids")}
+			nc := nft.Config{LogGroup: flows.nflogGroup, L7Queue: l7Queue, L7Queues: l7Queues,
+				IDSQueue: idsQueue, IDSQueues: idsQueues, IDSFailClosed: idsClosed}
+			ic := idsagent.Config{Host: cfg.HostName, EVELog: idsEVELog, Sink: alerts.send}
+			enf, err := newAgentEnforcer(cfg, nc, ic, dryRun, log)
 			if err != nil {
 				return err
 			}
@@ -93,6 +108,7 @@ in the kernel and in DIR.`,
 			if err != nil {
 				return err
 			}
+			alerts.set(a.SendAlert)
 			if dryRun {
 				// Nothing marks connections in a dry run: there is nothing
 				// to report, and reading conntrack needs privileges a dry
@@ -125,6 +141,10 @@ in the kernel and in DIR.`,
 	f.DurationVar(&flows.dumpInterval, "flow-dump-interval", flow.DefaultDumpInterval, "how often conntrack is dumped to report long flows")
 	f.Uint16Var(&l7Queue, "l7-queue", nft.DefaultL7Queue, "the NFQUEUE number for payload packets of connections an L7 rule must decide (read by the agent while the policy has L7 rules)")
 	f.Uint16Var(&l7Queues, "l7-queues", uint16(min(runtime.NumCPU(), 64)), "how many consecutive queues from --l7-queue the kernel spreads those packets over by CPU, one reader thread each")
+	f.Uint16Var(&idsQueue, "ids-queue", nft.DefaultIDSQueue, "the first NFQUEUE number for packets of workloads an IDS profile inspects in prevent mode (read by the agent while the policy has IDS workloads)")
+	f.Uint16Var(&idsQueues, "ids-queues", uint16(min(runtime.NumCPU(), 64)), "how many consecutive queues from --ids-queue the kernel balances those packets over by flow hash, one reader thread each")
+	f.StringVar(&idsEVELog, "ids-eve-log", "", "also append every IDS alert to this file as EVE JSON, one record per line")
+	f.BoolVar(&idsClosed, "ids-fail-closed", false, "drop prevent-mode packets while no IDS reader runs or its queue is full (default: they pass uninspected)")
 	f.Uint16Var(&flows.nflogGroup, "nflog-group", nft.DefaultLogGroup, "the NFLOG group the data plane sends dropped and rejected packets to (the nft data plane's default)")
 	return cmd
 }

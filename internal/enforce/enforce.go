@@ -3,7 +3,8 @@
 // of one network namespace hold exactly that, reporting drift; while a state
 // has L7 rules it also runs the namespace's queue reader (internal/l7), and
 // while it has FQDN rules the DNS snooper that fills their sets
-// (internal/dnssnoop).
+// (internal/dnssnoop), and while it has IDS workloads the IDS reader
+// (internal/idsagent).
 package enforce
 
 import (
@@ -41,6 +42,7 @@ type NFT struct {
 	tableName string
 	fqdn      *fqdnRunner // running while the realized state has FQDN entries
 	dnsCache  dnssnoop.CacheConfig
+	ids       idsRunner // running while the realized state has IDS workloads
 }
 
 // Option changes how an NFT enforces.
@@ -87,6 +89,7 @@ func New(netnsPath string, cfg nft.Config, opts ...Option) (*NFT, error) {
 	e.l7cfg.NetNS = cfg.NetNS
 	e.l7cfg.Queue = cfg.L7Queue
 	e.l7cfg.Queues = int(max(cfg.L7Queues, 1))
+	e.ids.fromTable(cfg)
 	return e, nil
 }
 
@@ -96,6 +99,7 @@ func (e *NFT) Close() error {
 	e.mu.Lock()
 	e.syncL7(nil)
 	e.syncFQDN(nil, false, false)
+	e.syncIDS(nil)
 	e.mu.Unlock()
 	if e.ns != nil {
 		return e.ns.Close()
@@ -116,6 +120,7 @@ func (e *NFT) Apply(ctx context.Context, revision int64, format string, payload 
 		}
 		e.syncL7(nil)
 		e.syncFQDN(nil, false, true)
+		e.syncIDS(nil)
 		e.empty, e.revision = true, revision
 		return nil
 	case span.Format:
@@ -135,6 +140,7 @@ func (e *NFT) Apply(ctx context.Context, revision int64, format string, payload 
 	}
 	e.syncL7(st)
 	e.syncFQDN(st, stats.Mode == nft.ModeFull, true)
+	e.syncIDS(st)
 	e.empty, e.revision = false, revision
 	return nil
 }
@@ -284,6 +290,7 @@ func (e *NFT) Remove(ctx context.Context) error {
 	defer e.mu.Unlock()
 	e.syncL7(nil)
 	e.syncFQDN(nil, false, true)
+	e.syncIDS(nil)
 	if err := e.table.Remove(); err != nil {
 		return fmt.Errorf("enforce: remove: %w", err)
 	}

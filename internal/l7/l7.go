@@ -233,30 +233,30 @@ func (r *Reader) Run(ctx context.Context) error {
 
 // read answers the packets of the i-th queue until ctx is done.
 func (r *Reader) read(ctx context.Context, qc *queueConn, i int) error {
-	// The receive blocks this thread (see queueConn.receive), which may
+	// The receive blocks this thread (see nfq.Conn.Receive), which may
 	// also be bound to the queue's CPUs. It stays locked: the runtime
 	// ends a thread whose goroutine exits locked, so the binding never
 	// reaches other goroutines.
 	runtime.LockOSThread()
 	if r.cfg.Queues > 1 {
 		if err := bindToQueueCPUs(i, r.cfg.Queues); err != nil {
-			r.log.Debug("cpu affinity", "queue", qc.queue, "err", err)
+			r.log.Debug("cpu affinity", "queue", qc.Queue(), "err", err)
 		}
 	}
 	answer := func(p *queuedPacket) {
 		verdict, mark := r.handle(p)
-		if err := qc.verdict(p.id, verdict, uint32(mark)); err != nil {
+		if err := qc.Verdict(p.ID, verdict, uint32(mark)); err != nil {
 			r.errs.Add(1)
 			r.log.Debug("verdict", "err", err)
 		}
 	}
 	for ctx.Err() == nil {
-		if err := qc.receive(answer); err != nil {
+		if err := qc.Receive(answer); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			r.errs.Add(1)
-			return fmt.Errorf("l7: queue %d: %w", qc.queue, err)
+			return fmt.Errorf("l7: queue %d: %w", qc.Queue(), err)
 		}
 	}
 	return nil
@@ -285,9 +285,9 @@ func bindToQueueCPUs(i, n int) error {
 // give it.
 func (r *Reader) handle(qp *queuedPacket) (uint32, nft.Mark) {
 	r.packets.Add(1)
-	mark := nft.Mark(qp.mark)
+	mark := nft.Mark(qp.Mark)
 	var p packet
-	if parsePacket(qp.payload, &p) != nil {
+	if parsePacket(qp.Payload, &p) != nil {
 		r.malformed.Add(1)
 		return r.failVerdict(), 0
 	}
@@ -298,9 +298,9 @@ func (r *Reader) handle(qp *queuedPacket) (uint32, nft.Mark) {
 	if reply {
 		k.src, k.dst, k.sport, k.dport = k.dst, k.src, k.dport, k.sport
 	}
-	srcIf, dstIf := qp.inDev, qp.outDev // the originator's side, the responder's
+	srcIf, dstIf := qp.InDev, qp.OutDev // the originator's side, the responder's
 	if reply {
-		srcIf, dstIf = qp.outDev, qp.inDev
+		srcIf, dstIf = qp.OutDev, qp.InDev
 	}
 	return r.decide(k, &p, reply, srcIf, dstIf)
 }

@@ -84,15 +84,15 @@ func TestDecide(t *testing.T) {
 	} {
 		r := testReader(t, 4)
 		// The server speaks first: a reply-direction packet.
-		qp := &queuedPacket{id: 1, mark: uint32(nft.MarkL7Pending | nft.MarkL7Reply), inDev: 2, outDev: 1,
-			payload: tcp4(srv, cli, 8443, 40000, 1000, tc.payload)}
+		qp := &queuedPacket{ID: 1, Mark: uint32(nft.MarkL7Pending | nft.MarkL7Reply), InDev: 2, OutDev: 1,
+			Payload: tcp4(srv, cli, 8443, 40000, 1000, tc.payload)}
 		v, m := r.handle(qp)
 		if v != nfRepeat || m != tc.want|nft.MarkL7Verdict {
 			t.Errorf("%q: verdict %d mark %v, want repeat %v", tc.payload, v, m, tc.want)
 		}
 		// A later packet of the decided connection gets the same answer.
-		qp.payload = tcp4(cli, srv, 40000, 8443, 5, "more")
-		qp.mark, qp.inDev, qp.outDev = uint32(nft.MarkL7Pending), 1, 2
+		qp.Payload = tcp4(cli, srv, 40000, 8443, 5, "more")
+		qp.Mark, qp.InDev, qp.OutDev = uint32(nft.MarkL7Pending), 1, 2
 		if v2, m2 := r.handle(qp); v2 != v || m2 != m {
 			t.Errorf("%q: second packet: %d %v, want %d %v", tc.payload, v2, m2, v, m)
 		}
@@ -100,7 +100,7 @@ func TestDecide(t *testing.T) {
 			t.Errorf("%q: stats %+v", tc.payload, s)
 		}
 		// A new connection reusing the tuple is classified again.
-		qp.payload = tcp4(cli, srv, 40000, 8443, 1<<30, "APP_SSH")
+		qp.Payload = tcp4(cli, srv, 40000, 8443, 1<<30, "APP_SSH")
 		if v3, m3 := r.handle(qp); v3 != nfRepeat || m3 != nft.MakeMark(nft.Verdict{Rule: 11, Action: nft.Reject}, true)|nft.MarkL7Verdict {
 			t.Errorf("%q: reused tuple: %d %v, want a new decision (reject)", tc.payload, v3, m3)
 		}
@@ -110,7 +110,7 @@ func TestDecide(t *testing.T) {
 func TestDecideWaitsThenGivesUp(t *testing.T) {
 	r := testReader(t, 2)
 	r.cfg.Classifier = func(uint8) Classifier { return never{} }
-	qp := &queuedPacket{id: 1, mark: uint32(nft.MarkL7Pending), inDev: 1, outDev: 2, payload: tcp4(cli, srv, 40000, 8443, 1, "a")}
+	qp := &queuedPacket{ID: 1, Mark: uint32(nft.MarkL7Pending), InDev: 1, OutDev: 2, Payload: tcp4(cli, srv, 40000, 8443, 1, "a")}
 	if v, m := r.handle(qp); v != nfAccept || m != 0 {
 		t.Fatalf("first packet: %d %v, want accept", v, m)
 	}
@@ -118,7 +118,7 @@ func TestDecideWaitsThenGivesUp(t *testing.T) {
 	if v, _ := r.handle(qp); v != nfAccept {
 		t.Fatalf("retransmission: %d", v)
 	}
-	qp.payload = tcp4(cli, srv, 40000, 8443, 2, "b")
+	qp.Payload = tcp4(cli, srv, 40000, 8443, 2, "b")
 	v, m := r.handle(qp)
 	want := nft.MakeMark(nft.Verdict{Rule: 11, Action: nft.Reject}, true) // no app: the L7 entry does not match
 	if v != nfRepeat || m != want|nft.MarkL7Verdict {
@@ -135,8 +135,8 @@ func TestEviction(t *testing.T) {
 	r := testReader(t, 10)
 	r.cfg.Classifier = func(uint8) Classifier { return never{} }
 	for i := range 5 {
-		r.handle(&queuedPacket{id: 1, mark: uint32(nft.MarkL7Pending), inDev: 1, outDev: 2,
-			payload: tcp4(cli, srv, uint16(40000+i), 8443, 1, "x")})
+		r.handle(&queuedPacket{ID: 1, Mark: uint32(nft.MarkL7Pending), InDev: 1, OutDev: 2,
+			Payload: tcp4(cli, srv, uint16(40000+i), 8443, 1, "x")})
 	}
 	if s := r.Stats(); s.Conns != 2 || s.Evicted != 3 {
 		t.Fatalf("stats %+v, want 2 connections and 3 evicted", s)
@@ -146,7 +146,7 @@ func TestEviction(t *testing.T) {
 func TestMalformed(t *testing.T) {
 	r := testReader(t, 10)
 	for _, b := range [][]byte{nil, {0x45}, {0x60, 0, 0, 0}, tcp4(cli, srv, 1, 2, 3, "x")[:30]} {
-		if v, _ := r.handle(&queuedPacket{payload: b}); v != nfDrop {
+		if v, _ := r.handle(&queuedPacket{Payload: b}); v != nfDrop {
 			t.Errorf("%x: verdict %d, want drop (fail-closed)", b, v)
 		}
 	}
@@ -169,26 +169,6 @@ func FuzzParsePacket(f *testing.F) {
 	})
 }
 
-func FuzzParseMessages(f *testing.F) {
-	msg := func(attrs []byte) []byte {
-		b := binary.NativeEndian.AppendUint32(nil, uint32(20+len(attrs)))
-		b = binary.NativeEndian.AppendUint16(b, 3<<8)
-		b = append(b, make([]byte, 10)...)
-		b = append(b, 2, 0, 0, 7)
-		return append(b, attrs...)
-	}
-	hdr := appendAttr(nil, nfqaPacketHdr, []byte{0, 0, 0, 9, 8, 0, 2})
-	f.Add(msg(append(hdr, appendAttr(nil, nfqaPayload, tcp4(cli, srv, 1, 2, 3, "abc"))[:4+43]...)))
-	f.Add(msg(hdr))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		parseMessages(b, func(p *queuedPacket) {
-			if !p.hasID {
-				t.Fatal("packet without id")
-			}
-		})
-	})
-}
-
 // With CPU fanout a connection's two directions may come through two
 // queues, each on its own thread: they share the connection table.
 func TestDecideFromTwoQueues(t *testing.T) {
@@ -200,12 +180,12 @@ func TestDecideFromTwoQueues(t *testing.T) {
 		wg.Go(func() {
 			for i := range conns {
 				sport := uint16(30000 + i)
-				qp := &queuedPacket{id: uint32(i), mark: uint32(nft.MarkL7Pending), inDev: 1, outDev: 2,
-					payload: tcp4(cli, srv, sport, 8443, 1, "APP_TLS/1.3 hello")}
+				qp := &queuedPacket{ID: uint32(i), Mark: uint32(nft.MarkL7Pending), InDev: 1, OutDev: 2,
+					Payload: tcp4(cli, srv, sport, 8443, 1, "APP_TLS/1.3 hello")}
 				if q == 1 { // the server's side of the same connection
-					qp.mark |= uint32(nft.MarkL7Reply)
-					qp.inDev, qp.outDev = 2, 1
-					qp.payload = tcp4(srv, cli, 8443, sport, 1000, "APP_TLS/1.3 hello")
+					qp.Mark |= uint32(nft.MarkL7Reply)
+					qp.InDev, qp.OutDev = 2, 1
+					qp.Payload = tcp4(srv, cli, 8443, sport, 1000, "APP_TLS/1.3 hello")
 				}
 				want := nft.MakeMark(nft.Verdict{Rule: 10, Action: nft.Allow}, true) | nft.MarkL7Verdict
 				if v, m := r.handle(qp); v != nfRepeat || m != want {

@@ -92,8 +92,8 @@ func (noneClassifier) Finish() nft.L7Context                   { return nft.L7Co
 func TestReaderPublishes(t *testing.T) {
 	r := testReader(t, 4)
 	r.cfg.Classifier = func(uint8) Classifier { return &nameClassifier{} }
-	qp := &queuedPacket{id: 1, mark: uint32(nft.MarkL7Pending | nft.MarkL7Reply), inDev: 2, outDev: 1,
-		payload: tcp4(srv, cli, 8443, 40000, 1000, "APP_TLS/1.3 hello")}
+	qp := &queuedPacket{ID: 1, Mark: uint32(nft.MarkL7Pending | nft.MarkL7Reply), InDev: 2, OutDev: 1,
+		Payload: tcp4(srv, cli, 8443, 40000, 1000, "APP_TLS/1.3 hello")}
 	r.handle(qp)
 	k := Tuple{Src: cli, Dst: srv, Proto: 6, SPort: 40000, DPort: 8443}
 	l, ok := r.Learned().Lookup(k)
@@ -103,8 +103,8 @@ func TestReaderPublishes(t *testing.T) {
 
 	// Nothing recognised: nothing published.
 	r.cfg.Classifier = func(uint8) Classifier { return noneClassifier{} }
-	r.handle(&queuedPacket{id: 2, mark: uint32(nft.MarkL7Pending), inDev: 1, outDev: 2,
-		payload: tcp4(cli, srv, 40001, 8443, 1, " ")})
+	r.handle(&queuedPacket{ID: 2, Mark: uint32(nft.MarkL7Pending), InDev: 1, OutDev: 2,
+		Payload: tcp4(cli, srv, 40001, 8443, 1, " ")})
 	if l, ok := r.Learned().Lookup(Tuple{Src: cli, Dst: srv, Proto: 6, SPort: 40001, DPort: 8443}); ok {
 		t.Errorf("unclassified connection published: %+v", l)
 	}
@@ -115,8 +115,8 @@ func TestReaderPublishes(t *testing.T) {
 func TestDPIServerName(t *testing.T) {
 	r := testReader(t, 1)
 	r.cfg.Classifier = DPI
-	r.handle(&queuedPacket{id: 1, mark: uint32(nft.MarkL7Pending), inDev: 1, outDev: 2,
-		payload: tcp4(cli, srv, 40002, 8443, 1, "GET / HTTP/1.1\r\nHost: shop.lab.test\r\nUser-Agent: t\r\n\r\n")})
+	r.handle(&queuedPacket{ID: 1, Mark: uint32(nft.MarkL7Pending), InDev: 1, OutDev: 2,
+		Payload: tcp4(cli, srv, 40002, 8443, 1, "GET / HTTP/1.1\r\nHost: shop.lab.test\r\nUser-Agent: t\r\n\r\n")})
 	l, ok := r.Learned().Lookup(Tuple{Src: cli, Dst: srv, Proto: 6, SPort: 40002, DPort: 8443})
 	if !ok || l.App != "APP_HTTP" || l.ServerName != "shop.lab.test" {
 		t.Fatalf("learned %+v %v, want APP_HTTP with Host shop.lab.test", l, ok)

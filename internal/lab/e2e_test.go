@@ -92,6 +92,7 @@ func TestLabEndToEnd(t *testing.T) {
 	t.Run("L7", e.testL7)
 	t.Run("FQDN", e.testFQDN)
 	t.Run("Users", e.testUsers)
+	t.Run("IDS", e.testIDS)
 	t.Run("Policy", e.testPolicy)
 
 	start = time.Now()

@@ -37,6 +37,7 @@ type Table struct {
 	cur      *compiled // what version active holds; nil: unknown
 	standby  *compiled // what version 1-active holds; nil: unknown
 	switched time.Time // when the forward chain last left the standby version
+	ids      idsKernel // the inspection table (ids_chain.go)
 }
 
 // quiet is how long a version is left alone after the forward chain stopped
@@ -99,15 +100,29 @@ func (t *Table) Apply(st *HostState) (Stats, error) {
 	compileTime := time.Since(start)
 	if t.cur == nil || t.standby == nil || !sameFQDN(c, t.cur) || !sameFQDN(c, t.standby) ||
 		!sameSessions(c, t.cur) || !sameSessions(c, t.standby) {
-		return t.full(c, compileTime)
+		return t.withIDS(st)(t.full(c, compileTime))
 	}
 	s, err := t.incremental(c, compileTime)
 	if err == nil {
-		return s, nil
+		return t.withIDS(st)(s, nil)
 	}
 	s, ferr := t.full(c, compileTime)
 	s.FullFallback = err
-	return s, ferr
+	return t.withIDS(st)(s, ferr)
+}
+
+// withIDS returns a function that, after a successful policy apply, brings
+// the inspection table to st (ids_chain.go).
+func (t *Table) withIDS(st *HostState) func(Stats, error) (Stats, error) {
+	return func(s Stats, err error) (Stats, error) {
+		if err != nil {
+			return s, err
+		}
+		if err := t.syncIDS(st); err != nil {
+			return s, fmt.Errorf("nft: apply revision %d: %w", st.Revision, err)
+		}
+		return s, nil
+	}
 }
 
 // ApplyFull replaces the whole table with st (delete and recreate in one
@@ -121,7 +136,7 @@ func (t *Table) ApplyFull(st *HostState) (Stats, error) {
 	if err != nil {
 		return Stats{}, err
 	}
-	return t.full(c, time.Since(start))
+	return t.withIDS(st)(t.full(c, time.Since(start)))
 }
 
 // ApplyIncremental installs st as a diff: the standby version's set elements
@@ -146,7 +161,7 @@ func (t *Table) ApplyIncremental(st *HostState) (Stats, error) {
 	if !sameSessions(c, t.cur) || !sameSessions(c, t.standby) {
 		return Stats{}, fmt.Errorf("nft: incremental apply of revision %d: the session ranges changed: %w", st.Revision, ErrNotApplied)
 	}
-	return t.incremental(c, time.Since(start))
+	return t.withIDS(st)(t.incremental(c, time.Since(start)))
 }
 
 // conn opens a netlink connection able to carry a batch of about size bytes.
@@ -626,6 +641,9 @@ func (t *Table) Verify(deep bool) (Status, error) {
 	if known && len(have) != len(specs) {
 		drift("table has %d chains, want %d", len(have), len(specs))
 	}
+	if err := t.verifyIDS(c, drift); err != nil {
+		return st, err
+	}
 	st.Counts = Counts{}
 	for v := 0; v < 2; v++ {
 		want := t.cur
@@ -735,7 +753,7 @@ func (t *Table) Remove() error {
 		return fmt.Errorf("nft: remove table %s: %w", t.cfg.Table, err)
 	}
 	t.cur, t.standby = nil, nil
-	return nil
+	return t.removeIDS()
 }
 
 // CheckKernel installs a small table of the same shape under a scratch name
@@ -763,6 +781,11 @@ func CheckKernel(cfg Config) error {
 			{Peer: AnyPeer, Proto: ProtoICMP, Ports: ICMPType(8), Verdict: Verdict{Rule: 3, Action: Drop}},
 		}}},
 	}
+	// And the inspection table (xt NFQUEUE balanced, NFLOG, ct mark).
+	st.IDS = &IDSState{Workloads: []IDSWorkload{
+		{Name: "probe", Interface: "bhprobe0", Mode: IDSPrevent},
+		{Name: "probe", Interface: "bhprobe1", Mode: IDSDetect},
+	}}
 	if _, err := t.ApplyFull(st); err != nil {
 		t.Remove()
 		return fmt.Errorf("nft: kernel check: %w", err)

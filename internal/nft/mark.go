@@ -18,9 +18,15 @@ import "fmt"
 //	            queue reader: the rest of the mark becomes the ct mark
 //	bit  30     (packet mark only, queued packets) the packet goes in
 //	            the connection's reply direction
-//	bit  31     (policy map data only, never left in a ct mark) an FQDN
-//	            dispatch: bits 0-23 number the list of FQDN set tests
-//	            the egress chain makes next (see fqdn.go)
+//	bit  31     (policy map data) an FQDN dispatch: bits 0-23 number
+//	            the list of FQDN set tests the egress chain makes next
+//	            (see fqdn.go); never left in a ct mark by the policy.
+//	            In a ct mark: the IDS blocked the connection
+//	            (MarkIDSBlock, set by the inspection table after the
+//	            policy decided; a packet mark with it is the IDS
+//	            reader's block verdict, see ids_chain.go). The policy's
+//	            chains never test it, Verdict and the flow collectors'
+//	            decoding mask it out.
 //
 // A decided connection never carries bit 28, so its later packets stay in
 // the kernel; one that an L7 verdict dropped keeps its drop mark, and its

@@ -35,6 +35,18 @@ type Config struct {
 	// spreads those packets over, by the CPU that queues them (CPU
 	// fanout); the reader reads each on its own thread. Default 1.
 	L7Queues uint16
+	// IDSQueue is the first NFQUEUE number packets of interfaces the IDS
+	// inspects inline ("prevent") go to; IDSQueues how many consecutive
+	// queues the kernel balances them over by flow hash (both directions
+	// of a connection in one queue). Defaults DefaultIDSQueue (128) and 1. See ids_chain.go.
+	IDSQueue  uint16
+	IDSQueues uint16
+	// IDSLogGroup is the NFLOG group copies of the packets of interfaces
+	// inspected in "detect" mode go to. Default 102.
+	IDSLogGroup uint16
+	// IDSFailClosed drops inline-inspected packets while no IDS reader
+	// is bound; by default they pass (fail-open).
+	IDSFailClosed bool
 	// NetNS is a descriptor of the network namespace to work in; 0 means
 	// the caller's.
 	NetNS int
@@ -70,6 +82,15 @@ func (c Config) withDefaults() Config {
 	if c.L7Queues == 0 {
 		c.L7Queues = 1
 	}
+	if c.IDSQueue == 0 {
+		c.IDSQueue = DefaultIDSQueue
+	}
+	if c.IDSQueues == 0 {
+		c.IDSQueues = 1
+	}
+	if c.IDSLogGroup == 0 {
+		c.IDSLogGroup = DefaultIDSLogGroup
+	}
 	if c.LogBurst == 0 {
 		c.LogBurst = 2 * c.LogRate
 	}
@@ -87,6 +108,12 @@ func (c Config) Validate() error {
 	}
 	if int(c.L7Queue)+int(c.L7Queues)-1 > 65535 {
 		return fmt.Errorf("nft: config: L7 queues %d-%d: beyond queue 65535", c.L7Queue, int(c.L7Queue)+int(c.L7Queues)-1)
+	}
+	if int(c.IDSQueue)+int(c.IDSQueues)-1 > 65535 {
+		return fmt.Errorf("nft: config: IDS queues %d-%d: beyond queue 65535", c.IDSQueue, int(c.IDSQueue)+int(c.IDSQueues)-1)
+	}
+	if int(c.IDSQueue) < int(c.L7Queue)+int(c.L7Queues) && int(c.L7Queue) < int(c.IDSQueue)+int(c.IDSQueues) {
+		return fmt.Errorf("nft: config: IDS queues %d-%d overlap the L7 queues %d-%d", c.IDSQueue, int(c.IDSQueue)+int(c.IDSQueues)-1, c.L7Queue, int(c.L7Queue)+int(c.L7Queues)-1)
 	}
 	return nil
 }

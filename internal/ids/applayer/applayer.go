@@ -42,8 +42,9 @@ type Tx struct {
 	ID uint64
 	// Buf holds the sticky buffers this transaction has; nil is absent.
 	Buf [rules.NumBuffers][]byte
-	// TLSVersion is the negotiated TLS version (0x0303 is 1.2), 0 until
-	// the ServerHello.
+	// TLSVersion is the version the transaction's hello states (0x0303
+	// is 1.2): on the ClientHello's the highest the client offered, on
+	// the server's the negotiated one (tls.version matches it).
 	TLSVersion uint16
 
 	HTTP *HTTPInfo

@@ -132,7 +132,7 @@ func TestTLS(t *testing.T) {
 				t.Fatalf("%s chunk %d: %d transactions %v", tt.name, chunk, len(r.txs), r.txs)
 			}
 			hello, server := r.txs[0], r.txs[1]
-			if hello.Dir != stream.ToServer || hello.Buf[rules.BufTLSSNI] != "shop.example" || len(hello.Buf[rules.BufJA3Hash]) != 32 || hello.TLSVersion != 0 {
+			if hello.Dir != stream.ToServer || hello.Buf[rules.BufTLSSNI] != "shop.example" || len(hello.Buf[rules.BufJA3Hash]) != 32 || hello.TLSVersion != tls.VersionTLS13 {
 				t.Errorf("%s: ClientHello tx %v", tt.name, hello)
 			}
 			if hello.TLS.SNI != "shop.example" || hello.TLS.JA3 == nil || hello.TLS.JA3.Hash != hello.Buf[rules.BufJA3Hash] || hello.TLS.JA3.String == "" {

@@ -63,7 +63,9 @@ func (t *tlsConn) update(c *Conn, _ stream.Dir, emit func(*Tx)) {
 			t.ja3 = JA3Info{Hash: string(t.ja3hex[:]), String: string(f.JA3String())}
 			t.info.JA3 = &t.ja3
 		}
-		t.emit(c, stream.ToServer, res.Host(), 0, emit)
+		// Each side's hello states its own version: the client's is the
+		// highest it offered, the server's (below) the negotiated one.
+		t.emit(c, stream.ToServer, res.Host(), res.TLSOffered, emit)
 	}
 	if f.Done() {
 		t.sni = append(t.sni[:0], res.Host()...)

@@ -226,7 +226,7 @@ const (
 )
 
 // Threshold is threshold: or, with DetectionFilter, detection_filter:
-// (the rule matches only from the Count-th time within Seconds on).
+// (the rule matches only once more than Count matches came within Seconds).
 type Threshold struct {
 	DetectionFilter bool
 	Type            ThresholdType

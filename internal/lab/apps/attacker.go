@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -324,54 +322,14 @@ func Exploits(callback string) []Exploit {
 	}
 }
 
+// sendExploits sends every exploit to every URL, as a scanner would
+// announce itself: Nmap's user agent where the payload sets none.
 func sendExploits(ctx context.Context, cfg *AttackerConfig, w *WebPhase) {
-	log := cfg.log().With("client", "attacker")
-	tc, _ := (&ClientTLS{TLSRange: TLSRange{MinTLS: "1.0"}}).config("")
-	tr := &http.Transport{DialContext: cfg.dialer(cfg.timeout()).DialContext, TLSClientConfig: tc, DisableKeepAlives: true}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: cfg.timeout(),
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	lim := newLimiter(w.Rate)
-	callback := w.Callback
-	if callback == "" {
-		callback = "attacker.lab.test:1389"
+	x := exploitSender{
+		env: &cfg.Env, timeout: cfg.timeout(), callback: w.Callback, rate: w.Rate,
+		userAgent: "Mozilla/5.0 (compatible; Nmap Scripting Engine; https://nmap.org/book/nse.html)",
+		tls:       ClientTLS{TLSRange: TLSRange{MinTLS: "1.0"}},
+		log:       cfg.log().With("client", "attacker"),
 	}
-	for _, base := range w.URLs {
-		bu, err := url.Parse(base)
-		if err != nil {
-			continue
-		}
-		for _, x := range Exploits(callback) {
-			if !lim.wait(ctx) {
-				return
-			}
-			path, query, _ := strings.Cut(x.Path, "?")
-			u := &url.URL{Scheme: bu.Scheme, Host: bu.Host, Opaque: path, RawQuery: query}
-			var body io.Reader
-			if x.Form != nil {
-				body = strings.NewReader(x.Form.Encode())
-			}
-			req, err := http.NewRequestWithContext(ctx, x.Method, "http://placeholder/", body)
-			if err != nil {
-				continue
-			}
-			req.URL = u
-			req.Host = bu.Host
-			req.Header.Set("User-Agent", "Mozilla/5.0 (compatible; Nmap Scripting Engine; https://nmap.org/book/nse.html)")
-			if x.Form != nil {
-				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			}
-			for k, v := range x.Headers {
-				req.Header.Set(k, v)
-			}
-			resp, err := client.Do(req)
-			if err != nil {
-				log.Info("exploit", "name", x.Name, "url", base, "path", x.Path, "err", shortErr(err))
-				continue
-			}
-			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-			resp.Body.Close()
-			log.Info("exploit", "name", x.Name, "url", base, "path", x.Path, "status", resp.StatusCode)
-		}
-	}
+	x.send(ctx, w.URLs)
 }

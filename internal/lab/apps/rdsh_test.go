@@ -83,7 +83,7 @@ func TestRDSHValidate(t *testing.T) {
 
 // Main decodes strictly and dispatches by name.
 func TestMainDispatch(t *testing.T) {
-	if len(Names()) != 18 {
+	if len(Names()) != 19 {
 		t.Errorf("%d apps: %v", len(Names()), Names())
 	}
 	ctx := context.Background()

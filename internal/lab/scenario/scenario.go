@@ -105,6 +105,7 @@ type Traffic struct {
 	CacheClient *apps.CacheClientConfig `yaml:"cache-client"`
 	LDAPClient  *apps.LDAPClientConfig  `yaml:"ldap-client"`
 	Attacker    *apps.AttackerConfig    `yaml:"attacker"`
+	Exploit     *apps.ExploitConfig     `yaml:"exploit"`
 }
 
 // appOf returns the one application set in a Server or Traffic (a pointer
