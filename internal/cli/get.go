@@ -15,8 +15,8 @@ import (
 )
 
 const kindHelp = `KIND is one of workload, group, service, contextprofile (profile), policy,
-defaultrule (plural and capitalised forms work too); 'get hosts' lists the
-agent hosts.`
+defaultrule, idsprofile, idsvariables (plural and capitalised forms work
+too); 'get hosts' lists the agent hosts.`
 
 func decodeObjects(raws []json.RawMessage) ([]policy.Object, error) {
 	out := make([]policy.Object, 0, len(raws))
@@ -112,8 +112,66 @@ func (g *globals) printObjects(kind policy.Kind, objs []policy.Object, single bo
 			s := o.(*policy.DefaultRule).Spec
 			row(o.GetHeader().Metadata.Name, string(s.Action), strconv.FormatBool(s.Log))
 		}
+	case policy.KindIDSProfile:
+		row("NAME", "MODE", "APPLIED-TO", "SIGNATURES", "WORKLOAD-AWARE")
+		for _, o := range objs {
+			s := o.(*policy.IDSProfile).Spec
+			row(o.GetHeader().Metadata.Name, s.Mode, dash(strings.Join(s.AppliedTo, ",")), idsFilterSummary(s.Signatures), strconv.FormatBool(s.IsWorkloadAware()))
+		}
+	case policy.KindIDSVariables:
+		row("NAME", "VARIABLE", "VALUE")
+		for _, o := range objs {
+			s := o.(*policy.IDSVariables).Spec
+			for _, m := range []map[string]string{s.Address, s.Port} {
+				for _, k := range sortedKeys(m) {
+					row(o.GetHeader().Metadata.Name, "$"+k, m[k])
+				}
+			}
+		}
 	}
 	return nil
+}
+
+// idsFilterSummary is an IDS profile's signature filter in one cell.
+func idsFilterSummary(f policy.IDSSignatureFilter) string {
+	var parts []string
+	if f.MaxSeverity > 0 {
+		parts = append(parts, "severity<="+strconv.Itoa(f.MaxSeverity))
+	}
+	if len(f.Classtypes) > 0 {
+		parts = append(parts, "classtype="+strings.Join(f.Classtypes, "|"))
+	}
+	if len(f.ExcludeClasstypes) > 0 {
+		parts = append(parts, "classtype!="+strings.Join(f.ExcludeClasstypes, "|"))
+	}
+	for _, k := range sortedKeys(f.Metadata) {
+		parts = append(parts, k+"="+strings.Join(f.Metadata[k], "|"))
+	}
+	if len(f.CVEs) > 0 {
+		parts = append(parts, "cve="+strings.Join(f.CVEs, "|"))
+	}
+	if n := len(f.SIDs); n > 0 {
+		parts = append(parts, "+"+strconv.Itoa(n)+" sids")
+	}
+	if n := len(f.ExcludeSIDs); n > 0 {
+		parts = append(parts, "-"+strconv.Itoa(n)+" sids")
+	}
+	if len(f.SignatureSets) > 0 {
+		parts = append(parts, "sets="+strings.Join(f.SignatureSets, ","))
+	}
+	if len(parts) == 0 {
+		return "all"
+	}
+	return strings.Join(parts, " ")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func dash(s string) string {

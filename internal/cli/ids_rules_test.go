@@ -91,6 +91,14 @@ func TestIDSRulesCLI(t *testing.T) {
 	os.WriteFile(pol, []byte(cliIDSPolicy), 0o600)
 	mustRun(t, "", with("apply", "-f", pol)...)
 
+	// The profiles are policy objects: get shows them as a table.
+	out = mustRun(t, "", with("get", "idsprofiles")...)
+	for _, want := range []string{"NAME      MODE     APPLIED-TO  SIGNATURES  WORKLOAD-AWARE", "baseline  detect   -           all         true", "web-ips   prevent  web         +1 sids     true"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("get idsprofiles lacks %q:\n%s", want, out)
+		}
+	}
+
 	out = mustRun(t, "", with("ids", "rules", "--workload", "db1")...)
 	for _, want := range []string{"workload db1 on host h1 (bhwdb1): detect, profiles baseline", "known: os linux; roles db,server from tag tier=db",
 		"1002", "1005", "left out by the workload-aware step (1):", "1001 (TEST web path traversal) by baseline: attack_target Web_Server needs a web server"} {
