@@ -82,6 +82,12 @@ MSG
     exit 1
   fi
   eval "$("$BIN" lab env --dir "$DIR")"
+  # The IDS in detect mode on the web tier, with the lab's signatures:
+  # shopper1's exploit client makes alerts appear within a few minutes.
+  if ! "$BIN" get idsprofile web-tier >/dev/null 2>&1; then
+    "$BIN" ids import examples/ids/lab.rules --name lab >/dev/null
+    "$BIN" apply -f examples/ids/lab-ids-profile.yaml -m "demo: IDS detect on the web tier" >/dev/null
+  fi
   local envflag=""
   [ "$DIR" = /var/lib/bulkhead-lab ] || envflag=" --dir $DIR"
   cat <<MSG
@@ -92,8 +98,9 @@ The Bulkhead lab is up, and flows are flowing.
                 Open it in a browser and log in by pasting the admin token
                 (the contents of $BULKHEAD_TOKEN_FILE). The browser asks you to
                 trust the manager's own CA ($BULKHEAD_CA) or to accept a warning.
-                Map: what talks to what; Recommendations: a zero-trust policy
-                for an app from its flows, applied in one click.
+                Map: what talks to what (IDS alerts on the edges);
+                Recommendations: a zero-trust policy for an app from its
+                flows, applied in one click.
   Admin token:  $BULKHEAD_TOKEN_FILE
   CA:           $BULKHEAD_CA
 
@@ -109,6 +116,7 @@ Then try:
   $BIN recommend --scope 'all()' --since 1h --apply    # publish it to every agent
   $BIN compliance --level app --since 1h  # green, red only for the attacker
   $BIN lab exec attacker -- nc -zv -w 2 10.77.3.10 5432    # db1: dropped now
+  $BIN ids alerts --since 1h              # IDS alerts on the web tier (detect mode)
 
 More in README.md ("A five-minute tour"). Remove the lab with: make demo-down
 MSG
