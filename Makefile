@@ -60,6 +60,14 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzAnalyze$$' -fuzztime $(FUZZTIME) ./internal/analysis
 	$(GO) test -run '^$$' -fuzz '^FuzzFeed$$' -fuzztime $(FUZZTIME) ./internal/dpi
 	$(GO) test -run '^$$' -fuzz '^FuzzInspect$$' -fuzztime $(FUZZTIME) ./internal/ids
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/ids/rules
+	$(GO) test -run '^$$' -fuzz '^FuzzTranslatePCRE$$' -fuzztime $(FUZZTIME) ./internal/ids/rules
+	$(GO) test -run '^$$' -fuzz '^FuzzSegment$$' -fuzztime $(FUZZTIME) ./internal/ids/stream
+	$(GO) test -run '^$$' -fuzz '^FuzzStream$$' -fuzztime $(FUZZTIME) ./internal/ids/applayer
+	$(GO) test -run '^$$' -fuzz '^FuzzDatagram$$' -fuzztime $(FUZZTIME) ./internal/ids/applayer
+	$(GO) test -run '^$$' -fuzz '^FuzzIDSDecode$$' -fuzztime $(FUZZTIME) ./internal/span
+	$(GO) test -run '^$$' -fuzz '^FuzzCompleteAlert$$' -fuzztime $(FUZZTIME) ./internal/manager
+	$(GO) test -run '^$$' -fuzz '^FuzzParseMessages$$' -fuzztime $(FUZZTIME) ./internal/nfq
 
 # The lab: a data center in network namespaces with a manager, agents and
 # traffic (root). Checks for root before it builds; see scripts/demo.sh.
