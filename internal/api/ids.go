@@ -76,6 +76,12 @@ type IDSWorkloadFacts struct {
 	RolesKnown bool     `json:"rolesKnown"`
 }
 
+// Values of IDSSignature.Enforced.
+const (
+	IDSEnforcedDrop   = "drop"
+	IDSEnforcedReject = "reject"
+)
+
 // IDSSignature is one signature.
 type IDSSignature struct {
 	SID       uint32 `json:"sid"`
@@ -86,10 +92,14 @@ type IDSSignature struct {
 	Proto     string `json:"proto"`
 	Classtype string `json:"classtype,omitempty"`
 	Priority  int    `json:"priority"`
-	// Profiles chose it for the workload; Prevent says its drop/reject
-	// action is enforced there.
+	// Profiles chose it for the workload; Prevent says a prevent
+	// profile chose it (its drop/reject action is enforced there);
+	// Enforced is what a match does to the traffic: drop or reject (the
+	// flow is blocked; an alert signature blocks when a profile's
+	// preventAction says so), empty when it only alerts.
 	Profiles []string `json:"profiles,omitempty"`
 	Prevent  bool     `json:"prevent,omitempty"`
+	Enforced string   `json:"enforced,omitempty"`
 	// Rule is the text as imported, given when one sid is asked for.
 	Rule string `json:"rule,omitempty"`
 }

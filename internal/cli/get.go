@@ -116,7 +116,11 @@ func (g *globals) printObjects(kind policy.Kind, objs []policy.Object, single bo
 		row("NAME", "MODE", "APPLIED-TO", "SIGNATURES", "WORKLOAD-AWARE")
 		for _, o := range objs {
 			s := o.(*policy.IDSProfile).Spec
-			row(o.GetHeader().Metadata.Name, s.Mode, dash(strings.Join(s.AppliedTo, ",")), idsFilterSummary(s.Signatures), strconv.FormatBool(s.IsWorkloadAware()))
+			mode := s.Mode
+			if s.PreventAction != "" && s.PreventAction != "asWritten" {
+				mode += " (" + s.PreventAction + ")"
+			}
+			row(o.GetHeader().Metadata.Name, mode, dash(strings.Join(s.AppliedTo, ",")), idsFilterSummary(s.Signatures), strconv.FormatBool(s.IsWorkloadAware()))
 		}
 	case policy.KindIDSVariables:
 		row("NAME", "VARIABLE", "VALUE")

@@ -155,7 +155,10 @@ signature with its text with --sid).
 
 With --workload, show what inspects that workload: the IDSProfiles that apply,
 the mode (prevent when a prevent profile applies), each signature with the
-profiles that chose it and whether its drop is enforced, what the manager
+profiles that chose it and what a match does (ENFORCED: "drop (blocks)" or
+"reject (blocks)" for a drop/reject signature of a prevent profile, or an
+alert signature of a prevent profile with preventAction drop/reject; else
+"alert only"), what the manager
 knows of the workload (OS, roles, served ports), and the signatures the
 workload-aware step left out with the reason. With --sid too, say what each
 profile decided about that signature.`,
@@ -203,8 +206,11 @@ profile decided about that signature.`,
 				fmt.Fprintln(tw, "SID\tACTION\tENFORCED\tPRIORITY\tPROFILES\tMSG")
 				for _, s := range res.Signatures {
 					enforced := "alert only"
-					if s.Prevent {
-						enforced = "yes"
+					switch {
+					case s.Enforced != "":
+						enforced = s.Enforced + " (blocks)"
+					case s.Action == "pass":
+						enforced = "-"
 					}
 					fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\n", s.SID, s.Action, enforced, s.Priority, strings.Join(s.Profiles, ","), s.Msg)
 				}

@@ -107,10 +107,24 @@ func TestIDSRulesCLI(t *testing.T) {
 		}
 	}
 	out = mustRun(t, "", with("ids", "rules", "--workload", "web1", "--sid", "1005")...)
-	for _, want := range []string{"prevent, profiles baseline, web-ips", "1005  drop    yes", "web-ips: chosen by sid", "baseline: chosen", `drop tcp any any -> $HOME_NET 22`} {
+	for _, want := range []string{"prevent, profiles baseline, web-ips", "1005  drop    drop (blocks)", "web-ips: chosen by sid", "baseline: chosen", `drop tcp any any -> $HOME_NET 22`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("rules --workload web1 --sid 1005 lacks %q:\n%s", want, out)
 		}
+	}
+	// With preventAction drop, web-ips enforces the alert signatures it
+	// chose too; the drop signature keeps its own action.
+	os.WriteFile(pol, []byte(strings.Replace(cliIDSPolicy, "spec: {mode: prevent,", "spec: {mode: prevent, preventAction: drop,", 1)), 0o600)
+	mustRun(t, "", with("apply", "-f", pol)...)
+	out = mustRun(t, "", with("ids", "rules", "--workload", "web1")...)
+	for _, want := range []string{"SID   ACTION  ENFORCED       PRIORITY", "1001  alert   drop (blocks)", "1005  drop    drop (blocks)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rules --workload web1 with preventAction drop lacks %q:\n%s", want, out)
+		}
+	}
+	out = mustRun(t, "", with("ids", "rules", "--workload", "db1")...)
+	if !strings.Contains(out, "1005  drop    alert only") {
+		t.Errorf("rules --workload db1 (detect) with preventAction drop on web:\n%s", out)
 	}
 	out = mustRun(t, "", with("ids", "rules", "--set", "local")...)
 	if !strings.Contains(out, "1002  local  alert   tcp") {

@@ -154,7 +154,7 @@ func (b *builder) compile(gen uint64, st *nft.IDSState) (*engineSet, error) {
 	}
 	engines := map[string]*ids.Engine{}
 	for _, w := range st.Workloads {
-		k := engineKey(w.SIDs, w.PreventSIDs)
+		k := engineKey(w)
 		e := engines[k]
 		if e == nil {
 			e = b.engines[k]
@@ -164,7 +164,7 @@ func (b *builder) compile(gen uint64, st *nft.IDSState) (*engineSet, error) {
 				return nil, fmt.Errorf("idsagent: superseded")
 			}
 			var probs []rules.Problem
-			e, probs = ids.Compile(selectRules(b.bySID, w.SIDs, w.PreventSIDs))
+			e, probs = ids.Compile(selectRules(b.bySID, w))
 			for i, p := range probs {
 				if i == 5 {
 					break
@@ -183,18 +183,30 @@ func (b *builder) compile(gen uint64, st *nft.IDSState) (*engineSet, error) {
 	return set, nil
 }
 
-// selectRules returns the rules of sids; a drop or reject rule whose sid is
-// not in prevent is a copy that only alerts.
-func selectRules(bySID map[uint32]*rules.Rule, sids, prevent []uint32) []*rules.Rule {
-	out := make([]*rules.Rule, 0, len(sids))
-	for _, sid := range sids {
+// selectRules returns the rules of w's sids with the action enforced
+// there: a drop or reject rule whose sid is not a prevent sid is a copy
+// that only alerts; an alert rule whose sid is a block (reject) sid is a
+// copy that drops (rejects). The sid lists are sorted (span checks).
+func selectRules(bySID map[uint32]*rules.Rule, w nft.IDSWorkload) []*rules.Rule {
+	in := func(l []uint32, sid uint32) bool { _, ok := slices.BinarySearch(l, sid); return ok }
+	out := make([]*rules.Rule, 0, len(w.SIDs))
+	for _, sid := range w.SIDs {
 		r := bySID[sid]
 		if r == nil {
 			continue // not loaded: reported with the rules' problems
 		}
-		if (r.Action == rules.ActionDrop || r.Action == rules.ActionReject) && !slices.Contains(prevent, sid) {
+		action := r.Action
+		switch {
+		case (r.Action == rules.ActionDrop || r.Action == rules.ActionReject) && !in(w.PreventSIDs, sid):
+			action = rules.ActionAlert
+		case r.Action == rules.ActionAlert && in(w.BlockSIDs, sid):
+			action = rules.ActionDrop
+		case r.Action == rules.ActionAlert && in(w.RejectSIDs, sid):
+			action = rules.ActionReject
+		}
+		if action != r.Action {
 			c := *r
-			c.Action = rules.ActionAlert
+			c.Action = action
 			r = &c
 		}
 		out = append(out, r)
@@ -220,16 +232,21 @@ func rulesHash(st *nft.IDSState) [32]byte {
 	return [32]byte(h.Sum(nil))
 }
 
-// engineKey names a (SIDs, PreventSIDs) pair: workloads with equal pairs
-// share one engine.
-func engineKey(sids, prevent []uint32) string {
-	b := make([]byte, 0, 4*(len(sids)+len(prevent)+1))
-	for _, s := range sids {
-		b = binary.BigEndian.AppendUint32(b, s)
+// engineKey names what an engine is compiled from, the workload's SIDs,
+// PreventSIDs, BlockSIDs and RejectSIDs: workloads with equal lists share
+// one engine.
+func engineKey(w nft.IDSWorkload) string {
+	lists := [][]uint32{w.SIDs, w.PreventSIDs, w.BlockSIDs, w.RejectSIDs}
+	n := len(lists)
+	for _, l := range lists {
+		n += len(l)
 	}
-	b = binary.BigEndian.AppendUint32(b, 0) // sid 0 is no rule's
-	for _, s := range prevent {
-		b = binary.BigEndian.AppendUint32(b, s)
+	b := make([]byte, 0, 4*n)
+	for _, l := range lists {
+		for _, s := range l {
+			b = binary.BigEndian.AppendUint32(b, s)
+		}
+		b = binary.BigEndian.AppendUint32(b, 0) // sid 0 is no rule's
 	}
 	return string(b)
 }

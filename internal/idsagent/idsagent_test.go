@@ -120,16 +120,56 @@ func TestSelectRulesTurnsDetectOnlyDropsIntoAlerts(t *testing.T) {
 	for _, r := range rs {
 		bySID[r.SID] = r
 	}
-	got := selectRules(bySID, []uint32{1000001, 1000002, 4242}, nil)
+	got := selectRules(bySID, nft.IDSWorkload{SIDs: []uint32{1000001, 1000002, 4242}})
 	if len(got) != 2 || got[1].SID != 1000002 || got[1].Action != rules.ActionAlert {
 		t.Fatalf("detect-only: %+v", got)
 	}
 	if bySID[1000002].Action != rules.ActionDrop {
 		t.Errorf("the shared rule was changed")
 	}
-	got = selectRules(bySID, []uint32{1000002}, []uint32{1000002})
+	got = selectRules(bySID, nft.IDSWorkload{SIDs: []uint32{1000002}, PreventSIDs: []uint32{1000002}})
 	if len(got) != 1 || got[0] != bySID[1000002] {
 		t.Errorf("prevent: %+v", got)
+	}
+	// A prevent profile with preventAction drop/reject: alert rules among
+	// the block/reject sids are copies that drop/reject; the drop rule
+	// keeps its action; an alert rule that is only a prevent sid alerts.
+	got = selectRules(bySID, nft.IDSWorkload{SIDs: []uint32{1000001, 1000002, 1000003},
+		PreventSIDs: []uint32{1000001, 1000002, 1000003}, BlockSIDs: []uint32{1000001, 1000002}, RejectSIDs: []uint32{1000003}})
+	if len(got) != 3 || got[0].Action != rules.ActionDrop || got[1] != bySID[1000002] || got[2].Action != rules.ActionReject {
+		t.Errorf("block/reject: %v %v %v", got[0].Action, got[1].Action, got[2].Action)
+	}
+	if bySID[1000001].Action != rules.ActionAlert || bySID[1000003].Action != rules.ActionAlert {
+		t.Errorf("the shared rules were changed")
+	}
+	got = selectRules(bySID, nft.IDSWorkload{SIDs: []uint32{1000001}, PreventSIDs: []uint32{1000001}})
+	if len(got) != 1 || got[0] != bySID[1000001] {
+		t.Errorf("alert rule as written: %+v", got)
+	}
+}
+
+// TestEngineKey: workloads share an engine only when all four sid lists
+// are equal; moving a sid from one list to the next gives another key.
+func TestEngineKey(t *testing.T) {
+	base := nft.IDSWorkload{SIDs: []uint32{1, 2}, PreventSIDs: []uint32{1, 2}}
+	keys := map[string]string{}
+	for name, w := range map[string]nft.IDSWorkload{
+		"as written":        base,
+		"block 1":           {SIDs: base.SIDs, PreventSIDs: base.PreventSIDs, BlockSIDs: []uint32{1}},
+		"reject 1":          {SIDs: base.SIDs, PreventSIDs: base.PreventSIDs, RejectSIDs: []uint32{1}},
+		"block 1 2":         {SIDs: base.SIDs, PreventSIDs: base.PreventSIDs, BlockSIDs: []uint32{1, 2}},
+		"block 1, reject 2": {SIDs: base.SIDs, PreventSIDs: base.PreventSIDs, BlockSIDs: []uint32{1}, RejectSIDs: []uint32{2}},
+		"prevent 1":         {SIDs: base.SIDs, PreventSIDs: []uint32{1}},
+		"detect":            {SIDs: base.SIDs},
+	} {
+		k := engineKey(w)
+		if other, ok := keys[k]; ok {
+			t.Errorf("%s and %s have the same engine key", name, other)
+		}
+		keys[k] = name
+	}
+	if engineKey(base) != engineKey(nft.IDSWorkload{Name: "other", Interface: "x", SIDs: []uint32{1, 2}, PreventSIDs: []uint32{1, 2}}) {
+		t.Error("equal sid lists give different keys")
 	}
 }
 
@@ -217,6 +257,45 @@ func TestInlineBlock(t *testing.T) {
 	evs := s.get()
 	if len(evs) != 2 || evs[0].Alert.Action != "blocked" || evs[1].Alert.Action != "allowed" {
 		t.Errorf("alerts %+v", evs)
+	}
+}
+
+// TestInlineBlockAlertSignature: an alert signature blocks in a prevent
+// workload whose block sids hold it (preventAction drop), and rejects with
+// its reject sids; in a prevent workload without them it only alerts.
+func TestInlineBlockAlertSignature(t *testing.T) {
+	s := &sink{}
+	r := newTestReader(t, s, map[uint32]string{1: "bhwc", 2: "bhws", 3: "bhwt", 4: "bhwu"})
+	setState(t, r, &nft.IDSState{Version: "v", Rules: testRules, Workloads: []nft.IDSWorkload{
+		{Name: "s", Interface: "bhws", Mode: nft.IDSPrevent, SIDs: []uint32{1000001}, PreventSIDs: []uint32{1000001}, BlockSIDs: []uint32{1000001}},
+		{Name: "t", Interface: "bhwt", Mode: nft.IDSPrevent, SIDs: []uint32{1000001}, PreventSIDs: []uint32{1000001}},
+		{Name: "u", Interface: "bhwu", Mode: nft.IDSPrevent, SIDs: []uint32{1000001}, PreventSIDs: []uint32{1000001}, RejectSIDs: []uint32{1000001}},
+	}})
+	if set := r.set.Load(); set.engines != 3 {
+		t.Fatalf("engines %d: want 3 (block, as written, reject)", set.engines)
+	}
+	for _, tc := range []struct {
+		out  uint32
+		dst  netip.Addr
+		want ids.Verdict
+	}{{2, srv, ids.VerdictDrop}, {3, netip.MustParseAddr("10.1.0.4"), ids.VerdictPass}, {4, netip.MustParseAddr("10.1.0.5"), ids.VerdictReject}} {
+		w := r.newWorker(true)
+		w.handle(time.Now(), tcp4(t, cli, tc.dst, 40001, 80, 100, true, false, ""), 1, tc.out)
+		w.handle(time.Now(), tcp4(t, tc.dst, cli, 80, 40001, 500, true, true, ""), tc.out, 1)
+		w.handle(time.Now(), tcp4(t, cli, tc.dst, 40001, 80, 101, false, true, ""), 1, tc.out)
+		v := w.handle(time.Now(), tcp4(t, cli, tc.dst, 40001, 80, 101, false, true, "GET /etc/passwd HTTP/1.1\r\nHost: s\r\n\r\n"), 1, tc.out)
+		if v != tc.want {
+			t.Errorf("iface %d: verdict %v, want %v", tc.out, v, tc.want)
+		}
+	}
+	evs := s.get()
+	if len(evs) != 3 {
+		t.Fatalf("alerts %+v", evs)
+	}
+	for i, want := range []string{"blocked", "allowed", "blocked"} {
+		if evs[i].Alert.Action != want || evs[i].Alert.SignatureID != 1000001 {
+			t.Errorf("alert %d: action %s sid %d, want %s", i, evs[i].Alert.Action, evs[i].Alert.SignatureID, want)
+		}
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -363,5 +364,39 @@ func TestKernelPrevent(t *testing.T) {
 	}
 	if s := l.reader.Stats(); s.Blocks != 1 || s.Copies != 0 {
 		t.Errorf("stats %+v: want one block and no copies", s)
+	}
+
+	// A profile with preventAction drop makes the alert signature block
+	// (a block sid); only the engines change, the kernel side does not.
+	st := *l.state.IDS
+	st.Version = "test@2"
+	st.Workloads = slices.Clone(st.Workloads)
+	st.Workloads[0].PreventSIDs = []uint32{1000001, 1000002}
+	st.Workloads[0].BlockSIDs = []uint32{1000001}
+	setState(t, l.reader, &st)
+	n := len(l.sink.get())
+	alerted := l.dial(t)
+	if _, err := get(alerted, bufio.NewReader(alerted), "/x/etc/passwd", 2*time.Second); err == nil {
+		t.Errorf("alert signature with preventAction drop: the request was answered")
+	}
+	if l.served("/x/etc/passwd") {
+		t.Errorf("the server received a request an enforced alert signature matched")
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for l.reader.Stats().Blocks != 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if s := l.reader.Stats(); s.Blocks != 2 {
+		t.Errorf("stats %+v: want a second block", s)
+	}
+	var blocked bool
+	for _, ev := range l.sink.get()[n:] {
+		blocked = blocked || ev.Alert.SignatureID == 1000001 && ev.Alert.Action == "blocked"
+	}
+	if !blocked {
+		t.Errorf("no blocked alert for the enforced alert signature: %+v", l.sink.get()[n:])
+	}
+	if body, err := get(conn, br, "/cart", 5*time.Second); err != nil || body != "ok" {
+		t.Errorf("earlier connection after the swap: %q %v", body, err)
 	}
 }

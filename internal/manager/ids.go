@@ -429,6 +429,9 @@ func (s *Server) idsHosts(ctx context.Context) (*idsHostCache, bool, error) {
 		pr := e.set.IDSProfiles[name]
 		p := &idsProfile{name: name, prevent: pr.Spec.Mode == policy.IDSModePrevent, aware: pr.Spec.IsWorkloadAware(),
 			filter: compileFilter(pr.Spec.Signatures)}
+		if p.prevent {
+			p.enforce = preventAction(pr.Spec.EnforcedPreventAction())
+		}
 		if len(pr.Spec.AppliedTo) > 0 {
 			p.members = map[string]bool{}
 			for _, g := range pr.Spec.AppliedTo {
@@ -516,7 +519,7 @@ func (s *Server) hostIDS(ctx context.Context, host string) (*nft.IDSState, error
 			continue
 		}
 		sels = append(sels, span.IDSSelection{Workload: name, Interface: w.Spec.Interface, Mode: ch.Mode, Profiles: ch.Profiles,
-			SIDs: ch.SIDs, PreventSIDs: ch.Prevent})
+			SIDs: ch.SIDs, PreventSIDs: ch.Prevent, BlockSIDs: ch.Block, RejectSIDs: ch.Reject})
 	}
 	st, err = span.IDS(c.vars, sels, func(sid uint32) (span.IDSSignature, bool) {
 		sig := c.cat.bySID[sid]
@@ -532,6 +535,35 @@ func (s *Server) hostIDS(ctx context.Context, host string) (*nft.IDSState, error
 	c.hosts[host] = st
 	s.ids.cacheMu.Unlock()
 	return st, nil
+}
+
+// preventAction is the rule action an IDSProfile's preventAction enforces
+// alert signatures with; 0 for asWritten.
+func preventAction(a string) rules.Action {
+	switch a {
+	case policy.IDSPreventDrop:
+		return rules.ActionDrop
+	case policy.IDSPreventReject:
+		return rules.ActionReject
+	}
+	return 0
+}
+
+// enforcedAction is what a match of signature sid (written with action a)
+// does to the workload's traffic: "drop" or "reject" when it blocks, ""
+// when it only alerts (or passes).
+func enforcedAction(a rules.Action, sid uint32, ch *idsChoice) string {
+	in := func(l []uint32) bool { _, ok := slices.BinarySearch(l, sid); return ok }
+	if !in(ch.Prevent) {
+		return ""
+	}
+	switch {
+	case a == rules.ActionDrop, a == rules.ActionAlert && in(ch.Block):
+		return api.IDSEnforcedDrop
+	case a == rules.ActionReject, a == rules.ActionAlert && in(ch.Reject):
+		return api.IDSEnforcedReject
+	}
+	return ""
 }
 
 func apiSignature(sig *idsSig) api.IDSSignature {
@@ -623,6 +655,7 @@ func (s *Server) handleIDSSignatures(w http.ResponseWriter, r *http.Request) err
 		}
 		a := apiSignature(sig)
 		a.Profiles, a.Prevent = ch.By[id], prevent[id]
+		a.Enforced = enforcedAction(sig.rule.Action, id, &ch)
 		if sid != 0 {
 			a.Rule = sig.rule.Raw
 		}

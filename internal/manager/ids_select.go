@@ -630,6 +630,10 @@ func (f *idsFilter) reason(sig *idsSig) (why string, forced bool) {
 type idsProfile struct {
 	name    string
 	prevent bool
+	// enforce is the prevent profile's action for the alert signatures it
+	// chose (preventAction): 0 (as written: they only alert),
+	// rules.ActionDrop or rules.ActionReject.
+	enforce rules.Action
 	aware   bool
 	filter  *idsFilter
 	// members are the workloads of its appliedTo groups; nil: every
@@ -662,6 +666,10 @@ type idsChoice struct {
 	Profiles []string
 	SIDs     []uint32
 	Prevent  []uint32
+	// Block and Reject are the alert signatures among Prevent that a
+	// prevent profile's preventAction enforces as drop and as reject
+	// (reject wins when two profiles differ).
+	Block, Reject []uint32
 	// By maps each chosen sid to the profiles that chose it.
 	By map[uint32][]string
 	// Left maps the sids a profile's filter chose but the workload-aware
@@ -679,6 +687,7 @@ func selectSignatures(w *idsWorkload, profiles []*idsProfile, explain bool) idsC
 		ch.Left = map[uint32][]leftOut{}
 	}
 	prevent := map[uint32]bool{}
+	enforce := map[uint32]rules.Action{}
 	for _, p := range profiles {
 		if !p.appliesTo(w.Name) {
 			continue
@@ -701,6 +710,9 @@ func selectSignatures(w *idsWorkload, profiles []*idsProfile, explain bool) idsC
 			ch.By[sid] = append(ch.By[sid], p.name)
 			if p.prevent {
 				prevent[sid] = true
+				if p.enforce != 0 && sig.rule.Action == rules.ActionAlert && enforce[sid] != rules.ActionReject {
+					enforce[sid] = p.enforce
+				}
 			}
 		}
 	}
@@ -709,10 +721,18 @@ func selectSignatures(w *idsWorkload, profiles []*idsProfile, explain bool) idsC
 		if prevent[sid] {
 			ch.Prevent = append(ch.Prevent, sid)
 		}
+		switch enforce[sid] {
+		case rules.ActionDrop:
+			ch.Block = append(ch.Block, sid)
+		case rules.ActionReject:
+			ch.Reject = append(ch.Reject, sid)
+		}
 		delete(ch.Left, sid) // another profile took it
 	}
 	slices.Sort(ch.SIDs)
 	slices.Sort(ch.Prevent)
+	slices.Sort(ch.Block)
+	slices.Sort(ch.Reject)
 	slices.Sort(ch.Profiles)
 	return ch
 }

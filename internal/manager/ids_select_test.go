@@ -281,3 +281,62 @@ func BenchmarkSelectETOpen(b *testing.B) {
 		}
 	}
 }
+
+// TestSelectPreventAction: a prevent profile with preventAction drop or
+// reject enforces the alert signatures it chose; signatures written as
+// drop keep their action, detect profiles enforce nothing, and reject
+// wins over drop.
+func TestSelectPreventAction(t *testing.T) {
+	sigs := testSigs(t)
+	base := profile(t, "base", policy.IDSModeDetect, policy.IDSSignatureFilter{MaxSeverity: 2})
+	webIPS := profile(t, "web-ips", policy.IDSModePrevent, policy.IDSSignatureFilter{Metadata: map[string][]string{"attack_target": {"Web_Server"}}, SIDs: []uint32{1005}}, "web")
+	webIPS.enforce = rules.ActionDrop
+	jndi := profile(t, "jndi", policy.IDSModePrevent, policy.IDSSignatureFilter{CVEs: []string{"CVE-2021-44228"}}, "web", "db")
+	jndi.enforce = rules.ActionReject
+	asWritten := profile(t, "as-written", policy.IDSModePrevent, policy.IDSSignatureFilter{Classtypes: []string{"policy-violation"}}, "web", "db")
+	for _, p := range []*idsProfile{base, webIPS, jndi, asWritten} {
+		p.prefilter(sigs)
+	}
+	web := wl("web", "linux", map[string]string{"tier": "web"})
+	db := wl("db", "linux", map[string]string{"tier": "db"})
+	tests := []struct {
+		name                         string
+		w                            *idsWorkload
+		profiles                     []*idsProfile
+		sids, prevent, block, reject string
+		enforced1001, enforced1005   string
+	}{
+		// 1001 is alert (enforced as drop), 1005 drop (as written), 1004
+		// and 1006 are chosen by detect and as-written profiles only.
+		{"drop profile", web, []*idsProfile{base, webIPS}, "[1001 1004 1005 1006]", "[1001 1005]", "[1001]", "[]", "drop", "drop"},
+		{"reject profile on another sid", web, []*idsProfile{base, webIPS, jndi, asWritten}, "[1001 1004 1005 1006]", "[1001 1004 1005 1006]", "[1001]", "[1004]", "drop", "drop"},
+		{"not applied to the db tier", db, []*idsProfile{base, webIPS, jndi}, "[1002 1004 1006]", "[1004]", "[]", "[1004]", "", ""},
+		{"as written: alert signatures only alert", db, []*idsProfile{base, asWritten}, "[1002 1004 1006]", "[1006]", "[]", "[]", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ch := selectSignatures(tt.w, tt.profiles, false)
+			got := fmt.Sprint(ch.SIDs, ch.Prevent, ch.Block, ch.Reject)
+			if want := fmt.Sprint(tt.sids, " ", tt.prevent, " ", tt.block, " ", tt.reject); got != want {
+				t.Errorf("sids prevent block reject: got %s, want %s", got, want)
+			}
+			if e := enforcedAction(rules.ActionAlert, 1001, &ch); e != tt.enforced1001 {
+				t.Errorf("1001 enforced %q, want %q", e, tt.enforced1001)
+			}
+			if e := enforcedAction(rules.ActionDrop, 1005, &ch); e != tt.enforced1005 {
+				t.Errorf("1005 enforced %q, want %q", e, tt.enforced1005)
+			}
+		})
+	}
+	// Two prevent profiles choosing the same alert signature, one with
+	// drop and one with reject: reject, in either order.
+	both := profile(t, "both", policy.IDSModePrevent, policy.IDSSignatureFilter{Metadata: map[string][]string{"attack_target": {"Web_Server"}}}, "web")
+	both.enforce = rules.ActionReject
+	both.prefilter(sigs)
+	for _, ps := range [][]*idsProfile{{webIPS, both}, {both, webIPS}} {
+		ch := selectSignatures(web, ps, false)
+		if fmt.Sprint(ch.Block, ch.Reject) != "[] [1001]" || enforcedAction(rules.ActionAlert, 1001, &ch) != "reject" {
+			t.Errorf("drop and reject: block %v reject %v", ch.Block, ch.Reject)
+		}
+	}
+}

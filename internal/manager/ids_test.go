@@ -267,3 +267,85 @@ func TestIDSSignatureSetsAndSpan(t *testing.T) {
 }
 
 var _ store.SignatureSetStore = (*store.SQLite)(nil)
+
+// TestIDSPreventActionSpan: a prevent profile with preventAction drop puts
+// the alert signatures it chose in the workload's block sids, and the
+// signatures route says they block; changing it back to asWritten takes
+// them out.
+func TestIDSPreventActionSpan(t *testing.T) {
+	tm := startManager(t)
+	op := tm.client(t, api.RoleOperator)
+	ctx := context.Background()
+	applyText(t, op, idsShop)
+	if _, err := op.ImportSignatureSet(ctx, "test", strings.NewReader(idsTestRules), false); err != nil {
+		t.Fatal(err)
+	}
+	profile := func(action string) string {
+		return `apiVersion: bulkhead.io/v1
+kind: IDSProfile
+metadata: {name: web-ips}
+spec:
+  appliedTo: [shop-web]
+  mode: prevent
+  preventAction: ` + action + `
+  signatures:
+    metadata: {attack_target: [Web_Server]}
+    sids: [1005]
+`
+	}
+	web1 := func() nft.IDSWorkload {
+		t.Helper()
+		_, _, p, err := tm.srv.hostSpan(ctx, "h1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := span.Decode(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.IDS == nil || len(st.IDS.Workloads) != 1 {
+			t.Fatalf("h1 IDS: %+v", st.IDS)
+		}
+		return st.IDS.Workloads[0]
+	}
+	enforced := func() map[uint32]string {
+		t.Helper()
+		sel, err := op.Signatures(ctx, apiclient.SignatureQuery{Workload: "web1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[uint32]string{}
+		for _, s := range sel.Signatures {
+			m[s.SID] = s.Enforced
+		}
+		return m
+	}
+
+	applyText(t, op, profile("drop"))
+	// 1001 is written alert: enforced as drop; 1005 is written drop and
+	// keeps it (it is not a block sid).
+	w := web1()
+	if w.Name != "web1" || w.Mode != "prevent" || !slices.Equal(w.PreventSIDs, []uint32{1001, 1005}) ||
+		!slices.Equal(w.BlockSIDs, []uint32{1001}) || w.RejectSIDs != nil {
+		t.Fatalf("web1 with preventAction drop: %+v", w)
+	}
+	if e := enforced(); e[1001] != "drop" || e[1005] != "drop" || len(e) != 2 {
+		t.Errorf("enforced with preventAction drop: %v", e)
+	}
+
+	applyText(t, op, profile("reject"))
+	if w := web1(); w.BlockSIDs != nil || !slices.Equal(w.RejectSIDs, []uint32{1001}) {
+		t.Fatalf("web1 with preventAction reject: %+v", w)
+	}
+	if e := enforced(); e[1001] != "reject" || e[1005] != "drop" {
+		t.Errorf("enforced with preventAction reject: %v", e)
+	}
+
+	applyText(t, op, profile("asWritten"))
+	if w := web1(); w.BlockSIDs != nil || w.RejectSIDs != nil || !slices.Equal(w.PreventSIDs, []uint32{1001, 1005}) {
+		t.Fatalf("web1 as written: %+v", w)
+	}
+	if e := enforced(); e[1001] != "" || e[1005] != "drop" {
+		t.Errorf("enforced as written: %v", e)
+	}
+}

@@ -34,6 +34,13 @@ type IDSWorkload struct {
 	// (those a prevent profile chose). Every other signature only alerts.
 	SIDs        []uint32
 	PreventSIDs []uint32
+	// BlockSIDs and RejectSIDs (sorted, disjoint, subsets of
+	// PreventSIDs) are the alert signatures enforced as drop and as
+	// reject: those a prevent profile with preventAction drop or reject
+	// chose (reject wins when profiles differ). A signature written as
+	// drop, reject or pass keeps its action.
+	BlockSIDs  []uint32
+	RejectSIDs []uint32
 }
 
 // HasIDS reports whether the state asks for inspection: the agent then

@@ -27,6 +27,20 @@ const (
 // IDSModes lists the values of IDSProfileSpec.Mode.
 var IDSModes = []string{IDSModeDetect, IDSModePrevent}
 
+// Prevent actions: what a prevent profile enforces. asWritten blocks only
+// with the signatures written as drop or reject; drop and reject also
+// enforce the alert signatures the profile chose, as feeds such as
+// Emerging Threats Open write every signature as alert (suricata-update's
+// drop.conf does the same for Suricata).
+const (
+	IDSPreventAsWritten = "asWritten"
+	IDSPreventDrop      = "drop"
+	IDSPreventReject    = "reject"
+)
+
+// IDSPreventActions lists the values of IDSProfileSpec.PreventAction.
+var IDSPreventActions = []string{IDSPreventAsWritten, IDSPreventDrop, IDSPreventReject}
+
 // IDSProfileSpec is the scope, the mode and the signature filter of a
 // profile.
 type IDSProfileSpec struct {
@@ -42,6 +56,19 @@ type IDSProfileSpec struct {
 	// Windows-only ones. A workload the inventory knows nothing about
 	// gets every signature the filter chose.
 	WorkloadAware *bool `json:"workloadAware,omitempty"`
+	// PreventAction (prevent mode only) is asWritten (the default: only
+	// drop/reject signatures block), drop (every signature the profile
+	// chose blocks: alert signatures drop the packet and block the flow)
+	// or reject (the same, and TCP flows are reset).
+	PreventAction string `json:"preventAction,omitempty"`
+}
+
+// EnforcedPreventAction returns PreventAction with its default.
+func (s *IDSProfileSpec) EnforcedPreventAction() string {
+	if s.PreventAction == "" {
+		return IDSPreventAsWritten
+	}
+	return s.PreventAction
 }
 
 // IsWorkloadAware returns WorkloadAware with its default.
@@ -139,6 +166,10 @@ var idsVarName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 func (c *checker) idsProfile(s *IDSProfileSpec) {
 	c.names("spec.appliedTo", s.AppliedTo, "group")
 	c.oneOf("spec.mode", s.Mode, IDSModes, "mode", true)
+	c.oneOf("spec.preventAction", s.PreventAction, IDSPreventActions, "prevent action", false)
+	if s.PreventAction != "" && s.Mode == IDSModeDetect {
+		c.add("spec.preventAction", "preventAction %s needs mode prevent: in detect mode nothing is blocked", s.PreventAction)
+	}
 	f := &s.Signatures
 	if f.MaxSeverity < 0 || f.MaxSeverity > 4 {
 		c.add("spec.signatures.maxSeverity", "maxSeverity %d: want 1 (only the most severe) to 4, or leave it out for all", f.MaxSeverity)

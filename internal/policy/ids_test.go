@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -19,6 +21,7 @@ metadata: {name: web-ips}
 spec:
   appliedTo: [web]
   mode: prevent
+  preventAction: drop
   workloadAware: false
   signatures:
     maxSeverity: 2
@@ -46,7 +49,7 @@ spec:
 	p := docs[1].Object.(*IDSProfile)
 	off := false
 	want := IDSProfileSpec{
-		AppliedTo: []string{"web"}, Mode: IDSModePrevent, WorkloadAware: &off,
+		AppliedTo: []string{"web"}, Mode: IDSModePrevent, WorkloadAware: &off, PreventAction: IDSPreventDrop,
 		Signatures: IDSSignatureFilter{
 			MaxSeverity: 2, Classtypes: []string{"web-application-attack"}, ExcludeClasstypes: []string{"policy-violation"},
 			Metadata: map[string][]string{"attack_target": {"Web_Server", "Server"}, "signature_severity": {"Major"}},
@@ -58,6 +61,9 @@ spec:
 	}
 	if p.Spec.IsWorkloadAware() {
 		t.Error("workloadAware: false read as true")
+	}
+	if p.Spec.EnforcedPreventAction() != IDSPreventDrop {
+		t.Errorf("preventAction: %q", p.Spec.EnforcedPreventAction())
 	}
 	set, err := Apply(NewSet(), docs)
 	if err != nil {
@@ -107,7 +113,7 @@ func TestIDSProfileDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := docs[0].Object.(*IDSProfile)
-	if !p.Spec.IsWorkloadAware() || len(p.Spec.AppliedTo) != 0 {
+	if !p.Spec.IsWorkloadAware() || len(p.Spec.AppliedTo) != 0 || p.Spec.EnforcedPreventAction() != IDSPreventAsWritten {
 		t.Fatalf("defaults: %+v", p.Spec)
 	}
 	if errs := ValidateObject(docs[0]); len(errs) != 0 {
@@ -139,6 +145,12 @@ func TestIDSValidate(t *testing.T) {
 			[]string{`spec.signatures.cves[0]: "CVE_2021_44228" is not a CVE id`}},
 		{"metadata key without values", "kind: IDSProfile\nmetadata: {name: p}\nspec: {mode: detect, signatures: {metadata: {attack_target: []}}}\n",
 			[]string{"spec.signatures.metadata.attack_target: list at least one value"}},
+		{"bad prevent action", "kind: IDSProfile\nmetadata: {name: p}\nspec:\n  mode: prevent\n  preventAction: dorp\n",
+			[]string{"p.yaml:6:18", `spec.preventAction: unknown prevent action "dorp"`, "asWritten, drop, reject"}},
+		{"prevent action in detect mode", "kind: IDSProfile\nmetadata: {name: p}\nspec:\n  mode: detect\n  preventAction: reject\n",
+			[]string{"p.yaml:6:18", "spec.preventAction: preventAction reject needs mode prevent"}},
+		{"asWritten in detect mode", "kind: IDSProfile\nmetadata: {name: p}\nspec: {mode: detect, preventAction: asWritten}\n",
+			[]string{"spec.preventAction: preventAction asWritten needs mode prevent"}},
 		{"unknown group", "kind: IDSProfile\nmetadata: {name: p}\nspec: {mode: detect, appliedTo: [wbe]}\n",
 			[]string{`spec.appliedTo[0]: unknown group "wbe"`}},
 		{"variables name", "kind: IDSVariables\nmetadata: {name: prod}\nspec: {address: {HOME_NET: any}}\n",
@@ -175,5 +187,27 @@ func TestIDSValidate(t *testing.T) {
 				at += i + len(w)
 			}
 		})
+	}
+}
+
+// TestIDSExamplePreventAction: examples/ids/et-prevent-profile.yaml reads
+// and validates, and enforces ET's alert signatures as drop.
+func TestIDSExamplePreventAction(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "examples", "ids", "et-prevent-profile.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := Decode("et-prevent-profile.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := Apply(NewSet(), docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := set.IDSProfiles["web-tier-et"]
+	if p == nil || p.Spec.Mode != IDSModePrevent || p.Spec.EnforcedPreventAction() != IDSPreventDrop ||
+		!reflect.DeepEqual(p.Spec.Signatures.Metadata["attack_target"], []string{"Web_Server", "Server"}) {
+		t.Fatalf("profile: %+v", p)
 	}
 }

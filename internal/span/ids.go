@@ -17,6 +17,9 @@ type IDSSelection struct {
 	Mode                string // "detect" or "prevent"
 	Profiles            []string
 	SIDs, PreventSIDs   []uint32
+	// BlockSIDs and RejectSIDs are the alert signatures among
+	// PreventSIDs enforced as drop and as reject (nft.IDSWorkload).
+	BlockSIDs, RejectSIDs []uint32
 }
 
 // IDSSignature is the text of a signature as imported and the signature
@@ -47,13 +50,17 @@ func IDS(vars map[string]string, sel []IDSSelection, signature func(sid uint32) 
 				return nil, fmt.Errorf("span: IDS workload %s: prevent sid %d is not among its sids", s.Workload, sid)
 			}
 		}
+		block, reject := sortedSIDs(s.BlockSIDs), sortedSIDs(s.RejectSIDs)
+		if err := enforcedSubset(s.Workload, prevent, block, reject); err != nil {
+			return nil, err
+		}
 		for _, sid := range sids {
 			used[sid] = true
 		}
 		st.Workloads = append(st.Workloads, nft.IDSWorkload{
 			Name: s.Workload, Interface: s.Interface, Mode: s.Mode,
 			Profiles: slices.Sorted(slices.Values(slices.Compact(slices.Sorted(slices.Values(s.Profiles))))),
-			SIDs:     sids, PreventSIDs: prevent,
+			SIDs:     sids, PreventSIDs: prevent, BlockSIDs: block, RejectSIDs: reject,
 		})
 	}
 	if len(st.Workloads) == 0 {
@@ -87,7 +94,8 @@ func sortedSIDs(in []uint32) []uint32 {
 }
 
 // validateIDS checks what the agent relies on: known modes, an interface
-// per workload, sorted distinct sids and prevent sids among them.
+// per workload, sorted distinct sids, prevent sids among them and block
+// and reject sids among those.
 func validateIDS(st *nft.IDSState) error {
 	if st == nil {
 		return nil
@@ -105,7 +113,7 @@ func validateIDS(st *nft.IDSState) error {
 			return fmt.Errorf("span: IDS workload %s: interface %s is out of order or given twice", w.Name, w.Interface)
 		case len(w.SIDs) == 0:
 			return fmt.Errorf("span: IDS workload %s: no signatures", w.Name)
-		case !strictlySorted(w.SIDs) || !strictlySorted(w.PreventSIDs):
+		case !strictlySorted(w.SIDs) || !strictlySorted(w.PreventSIDs) || !strictlySorted(w.BlockSIDs) || !strictlySorted(w.RejectSIDs):
 			return fmt.Errorf("span: IDS workload %s: sids are not sorted and distinct", w.Name)
 		}
 		for _, sid := range w.PreventSIDs {
@@ -113,10 +121,34 @@ func validateIDS(st *nft.IDSState) error {
 				return fmt.Errorf("span: IDS workload %s: prevent sid %d is not among its sids", w.Name, sid)
 			}
 		}
+		if err := enforcedSubset(w.Name, w.PreventSIDs, w.BlockSIDs, w.RejectSIDs); err != nil {
+			return err
+		}
 	}
 	for i, r := range st.Rules {
 		if strings.ContainsAny(r, "\n\r") || strings.TrimSpace(r) == "" {
 			return fmt.Errorf("span: IDS rule #%d: a rule is one non-empty line", i)
+		}
+	}
+	return nil
+}
+
+// enforcedSubset checks that the block and reject sids of a workload are
+// prevent sids and that no sid is in both.
+func enforcedSubset(workload string, prevent, block, reject []uint32) error {
+	for _, l := range []struct {
+		what string
+		sids []uint32
+	}{{"block", block}, {"reject", reject}} {
+		for _, sid := range l.sids {
+			if _, ok := slices.BinarySearch(prevent, sid); !ok {
+				return fmt.Errorf("span: IDS workload %s: %s sid %d is not among its prevent sids", workload, l.what, sid)
+			}
+		}
+	}
+	for _, sid := range block {
+		if _, ok := slices.BinarySearch(reject, sid); ok {
+			return fmt.Errorf("span: IDS workload %s: sid %d is both a block and a reject sid", workload, sid)
 		}
 	}
 	return nil
@@ -147,6 +179,8 @@ type wireIDSWorkload struct {
 	Profiles    []string `json:"profiles,omitempty"`
 	SIDs        []uint32 `json:"sids"`
 	PreventSIDs []uint32 `json:"preventSids,omitempty"`
+	BlockSIDs   []uint32 `json:"blockSids,omitempty"`
+	RejectSIDs  []uint32 `json:"rejectSids,omitempty"`
 }
 
 func toWireIDS(st *nft.IDSState) (*wireIDS, error) {
@@ -162,7 +196,7 @@ func toWireIDS(st *nft.IDSState) (*wireIDS, error) {
 	}
 	for _, x := range st.Workloads {
 		w.Workloads = append(w.Workloads, wireIDSWorkload{Name: x.Name, Interface: x.Interface, Mode: x.Mode,
-			Profiles: x.Profiles, SIDs: x.SIDs, PreventSIDs: x.PreventSIDs})
+			Profiles: x.Profiles, SIDs: x.SIDs, PreventSIDs: x.PreventSIDs, BlockSIDs: x.BlockSIDs, RejectSIDs: x.RejectSIDs})
 	}
 	return w, nil
 }
@@ -179,7 +213,8 @@ func fromWireIDS(w *wireIDS) (*nft.IDSState, error) {
 	}
 	for _, x := range w.Workloads {
 		st.Workloads = append(st.Workloads, nft.IDSWorkload{Name: x.Name, Interface: x.Interface, Mode: x.Mode,
-			Profiles: nilIfEmpty(x.Profiles), SIDs: nilIfEmpty(x.SIDs), PreventSIDs: nilIfEmpty(x.PreventSIDs)})
+			Profiles: nilIfEmpty(x.Profiles), SIDs: nilIfEmpty(x.SIDs), PreventSIDs: nilIfEmpty(x.PreventSIDs),
+			BlockSIDs: nilIfEmpty(x.BlockSIDs), RejectSIDs: nilIfEmpty(x.RejectSIDs)})
 	}
 	if err := validateIDS(st); err != nil {
 		return nil, err

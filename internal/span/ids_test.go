@@ -24,6 +24,8 @@ func TestIDSAssemble(t *testing.T) {
 	vars := map[string]string{"HOME_NET": "[10.0.0.0/8]", "HTTP_PORTS": "80"}
 	sel := []IDSSelection{
 		{Workload: "web-2", Interface: "bhw2", Mode: "prevent", Profiles: []string{"web", "base", "web"}, SIDs: []uint32{20, 10, 20}, PreventSIDs: []uint32{20}},
+		{Workload: "web-3", Interface: "bhw3", Mode: "prevent", Profiles: []string{"web-ips"}, SIDs: []uint32{30, 10, 20}, PreventSIDs: []uint32{30, 10, 20},
+			BlockSIDs: []uint32{30, 10, 30}, RejectSIDs: []uint32{}},
 		{Workload: "db-1", Interface: "bhw9", Mode: "detect"}, // nothing selected: left out
 		{Workload: "web-1", Interface: "bhw1", Mode: "detect", Profiles: []string{"base"}, SIDs: []uint32{10}},
 	}
@@ -34,22 +36,24 @@ func TestIDSAssemble(t *testing.T) {
 	want := &nft.IDSState{
 		Version: "et@2 local@1",
 		Vars:    vars,
-		Rules:   []string{idsTexts[10].Text, idsTexts[20].Text},
+		Rules:   []string{idsTexts[10].Text, idsTexts[20].Text, idsTexts[30].Text},
 		Workloads: []nft.IDSWorkload{
 			{Name: "web-1", Interface: "bhw1", Mode: "detect", Profiles: []string{"base"}, SIDs: []uint32{10}},
 			{Name: "web-2", Interface: "bhw2", Mode: "prevent", Profiles: []string{"base", "web"}, SIDs: []uint32{10, 20}, PreventSIDs: []uint32{20}},
+			{Name: "web-3", Interface: "bhw3", Mode: "prevent", Profiles: []string{"web-ips"}, SIDs: []uint32{10, 20, 30}, PreventSIDs: []uint32{10, 20, 30},
+				BlockSIDs: []uint32{10, 30}},
 		},
 	}
 	if !reflect.DeepEqual(st, want) {
 		t.Fatalf("state:\n got %+v\nwant %+v", st, want)
 	}
 	// The order of the input does not matter.
-	rev := []IDSSelection{sel[2], sel[1], sel[0]}
+	rev := []IDSSelection{sel[3], sel[2], sel[1], sel[0]}
 	st2, _ := IDS(vars, rev, idsText)
 	if !reflect.DeepEqual(st, st2) {
 		t.Fatal("order of the selections changed the state")
 	}
-	if st, err := IDS(vars, []IDSSelection{sel[1]}, idsText); st != nil || err != nil {
+	if st, err := IDS(vars, []IDSSelection{sel[2]}, idsText); st != nil || err != nil {
 		t.Fatalf("nothing selected: %+v, %v", st, err)
 	}
 	if _, err := IDS(vars, []IDSSelection{{Workload: "w", Interface: "i", Mode: "detect", SIDs: []uint32{99}}}, idsText); err == nil || !strings.Contains(err.Error(), "sid 99") {
@@ -57,6 +61,15 @@ func TestIDSAssemble(t *testing.T) {
 	}
 	if _, err := IDS(vars, []IDSSelection{{Workload: "w", Interface: "i", Mode: "prevent", SIDs: []uint32{10}, PreventSIDs: []uint32{20}}}, idsText); err == nil {
 		t.Fatal("prevent sid outside sids: no error")
+	}
+	for _, bad := range []IDSSelection{
+		{Workload: "w", Interface: "i", Mode: "prevent", SIDs: []uint32{10, 30}, PreventSIDs: []uint32{10}, BlockSIDs: []uint32{30}},
+		{Workload: "w", Interface: "i", Mode: "prevent", SIDs: []uint32{10, 30}, PreventSIDs: []uint32{10}, RejectSIDs: []uint32{30}},
+		{Workload: "w", Interface: "i", Mode: "prevent", SIDs: []uint32{10}, PreventSIDs: []uint32{10}, BlockSIDs: []uint32{10}, RejectSIDs: []uint32{10}},
+	} {
+		if _, err := IDS(vars, []IDSSelection{bad}, idsText); err == nil || !strings.Contains(err.Error(), "sid") {
+			t.Errorf("block %v reject %v of prevent %v: error %v", bad.BlockSIDs, bad.RejectSIDs, bad.PreventSIDs, err)
+		}
 	}
 	if _, err := IDS(vars, []IDSSelection{{Workload: "w", Interface: "i", Mode: "block", SIDs: []uint32{10}}}, idsText); err == nil || !strings.Contains(err.Error(), `mode "block"`) {
 		t.Fatalf("bad mode: %v", err)
@@ -136,6 +149,64 @@ func TestIDSWire(t *testing.T) {
 	}
 }
 
+// TestIDSWireEnforced: block and reject sids survive the wire, are left out
+// when empty (a state without them keeps its bytes), and are checked when
+// decoded.
+func TestIDSWireEnforced(t *testing.T) {
+	v := nft.Verdict{Rule: 1, Action: nft.Drop}
+	st := &nft.HostState{EgressDefault: v, IngressDefault: v}
+	sel := IDSSelection{Workload: "web", Interface: "bhwweb", Mode: "prevent", Profiles: []string{"p"},
+		SIDs: []uint32{10, 20, 30}, PreventSIDs: []uint32{10, 20, 30}}
+	var err error
+	if st.IDS, err = IDS(nil, []IDSSelection{sel}, idsText); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := Encode(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(plain, []byte("blockSids")) || bytes.Contains(plain, []byte("rejectSids")) {
+		t.Fatalf("a state without enforced alert sids names them:\n%s", plain)
+	}
+	sel.BlockSIDs, sel.RejectSIDs = []uint32{30, 10}, []uint32{20}
+	if st.IDS, err = IDS(nil, []IDSSelection{sel}, idsText); err != nil {
+		t.Fatal(err)
+	}
+	if w := st.IDS.Workloads[0]; !reflect.DeepEqual(w.BlockSIDs, []uint32{10, 30}) || !reflect.DeepEqual(w.RejectSIDs, []uint32{20}) {
+		t.Fatalf("block %v reject %v", w.BlockSIDs, w.RejectSIDs)
+	}
+	b, err := Encode(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	if !reflect.DeepEqual(got, st) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got.IDS, st.IDS)
+	}
+	if again, _ := Encode(got); !bytes.Equal(again, b) {
+		t.Fatal("re-encoding differs")
+	}
+	for _, c := range []struct{ from, to, want string }{
+		{`"blockSids":[10,30]`, `"blockSids":[30,10]`, "not sorted"},
+		{`"blockSids":[10,30]`, `"blockSids":[10,10,30]`, "not sorted"},
+		{`"rejectSids":[20]`, `"rejectSids":[20,40]`, "reject sid 40 is not among its prevent sids"},
+		{`"preventSids":[10,20,30]`, `"preventSids":[10,20]`, "block sid 30 is not among its prevent sids"},
+		{`"rejectSids":[20]`, `"rejectSids":[10]`, "sid 10 is both a block and a reject sid"},
+		{`"rejectSids":[20]`, `"rejectSids":"20"`, "rejectSids"},
+	} {
+		bad := strings.Replace(string(b), c.from, c.to, 1)
+		if bad == string(b) {
+			t.Fatalf("%s not in %s", c.from, b)
+		}
+		if _, err := Decode([]byte(bad)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s -> %s: error %v, want %q", c.from, c.to, err, c.want)
+		}
+	}
+}
+
 // FuzzIDSDecode: the IDS part of a state from the wire never crashes the
 // agent's decoder, and what it accepts encodes and decodes to itself.
 func FuzzIDSDecode(f *testing.F) {
@@ -144,6 +215,8 @@ func FuzzIDSDecode(f *testing.F) {
 	var err error
 	st.IDS, err = IDS(map[string]string{"HOME_NET": "[10.0.0.0/8]"}, []IDSSelection{
 		{Workload: "web", Interface: "bhwweb", Mode: "prevent", Profiles: []string{"p"}, SIDs: []uint32{10, 20}, PreventSIDs: []uint32{20}},
+		{Workload: "web2", Interface: "bhwweb2", Mode: "prevent", Profiles: []string{"q"}, SIDs: []uint32{10, 20, 30}, PreventSIDs: []uint32{10, 20, 30},
+			BlockSIDs: []uint32{10}, RejectSIDs: []uint32{30}},
 		{Workload: "db", Interface: "bhwdb", Mode: "detect", SIDs: []uint32{30}},
 	}, idsText)
 	if err != nil {
