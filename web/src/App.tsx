@@ -10,6 +10,7 @@ import { History } from "./pages/History";
 import { MapPage } from "./pages/Map";
 import { Recommendations } from "./pages/Recommendations";
 import { Compliance } from "./pages/Compliance";
+import { IDSPage } from "./pages/IDS";
 
 // Session is who is logged in; canEdit follows the role (operators and
 // admins change policy, auditors only read).
@@ -30,6 +31,7 @@ const nav: NavItem[] = [
   { path: "/hosts", label: "Hosts" },
   { path: "/history", label: "History & audit" },
   { path: "/compliance", label: "Compliance" },
+  { path: "/ids", label: "IDS/IPS" },
 ];
 
 export function App() {
@@ -77,6 +79,7 @@ export function App() {
   else if (item.path === "/policy") page = <PolicyPage session={session} />;
   else if (item.path === "/inventory") page = <Inventory session={session} path={current} go={go} />;
   else if (item.path === "/hosts") page = <Hosts />;
+  else if (item.path === "/ids") page = <IDSPage path={current} go={go} />;
   else page = <History session={session} />;
 
   return (

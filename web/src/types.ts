@@ -423,3 +423,112 @@ export interface InventoryResult {
   skipped?: string[];
   conflicts: Conflict[];
 }
+
+// IDS/IPS (internal/api/ids.go, internal/api/ids_alerts.go, internal/policy/ids.go).
+
+export type IDSMode = "detect" | "prevent";
+
+export interface IDSSignatureFilter {
+  maxSeverity?: number;
+  classtypes?: string[];
+  excludeClasstypes?: string[];
+  metadata?: Record<string, string[]>;
+  cves?: string[];
+  sids?: number[];
+  excludeSids?: number[];
+  signatureSets?: string[];
+}
+
+export type IDSProfile = Resource<"IDSProfile", {
+  appliedTo?: string[];
+  mode: IDSMode;
+  signatures?: IDSSignatureFilter;
+  workloadAware?: boolean;
+  preventAction?: "asWritten" | "drop" | "reject";
+}>;
+
+export interface IDSSignatureSet {
+  name: string;
+  version: number;
+  rules: number;
+  problems: number;
+  created: string;
+  author: string;
+  sha256: string;
+  shadowed?: number;
+}
+
+export interface IDSWorkloadFacts {
+  os?: string;
+  roles?: string[];
+  rolesFrom?: string;
+  served?: string[];
+  rolesKnown: boolean;
+}
+
+export interface IDSSignature {
+  sid: number;
+  rev?: number;
+  set: string;
+  msg: string;
+  action: string;
+  proto: string;
+  classtype?: string;
+  priority: number;
+  profiles?: string[];
+  prevent?: boolean;
+  enforced?: "drop" | "reject";
+  rule?: string;
+}
+
+export interface IDSLeftOut {
+  sid: number;
+  msg: string;
+  profile: string;
+  reason: string;
+}
+
+export interface IDSSignatures {
+  workload?: string;
+  host?: string;
+  interface?: string;
+  mode?: IDSMode;
+  profiles?: string[];
+  facts?: IDSWorkloadFacts;
+  signatures: IDSSignature[];
+  leftOut?: IDSLeftOut[];
+  why?: string[];
+}
+
+// EVEAlert is a Suricata EVE alert record as the manager stores it; the
+// app-layer objects (http, tls, dns, ssh, flow, ...) are kept as sent.
+export interface EVEAlert {
+  timestamp: string;
+  flow_id?: number;
+  in_iface?: string;
+  event_type: "alert";
+  src_ip: string;
+  src_port?: number;
+  dest_ip: string;
+  dest_port?: number;
+  proto: string;
+  app_proto?: string;
+  alert: {
+    action: "allowed" | "blocked";
+    gid: number;
+    signature_id: number;
+    rev: number;
+    signature: string;
+    category: string;
+    severity: number;
+  };
+  bulkhead: {
+    host?: string;
+    src_workload?: string;
+    dest_workload?: string;
+    interface?: string;
+    profile?: string;
+    mode?: IDSMode;
+  };
+  [field: string]: unknown;
+}
