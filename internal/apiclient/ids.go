@@ -53,6 +53,13 @@ func (c *Client) ImportSignatureSet(ctx context.Context, name string, body io.Re
 	return out, nil
 }
 
+// SignatureSet returns one set's newest version with every rule that did
+// not load.
+func (c *Client) SignatureSet(ctx context.Context, name string) (api.IDSImportResult, error) {
+	var out api.IDSImportResult
+	return out, c.do(ctx, "GET", api.Prefix+"/ids/signature-sets/"+url.PathEscape(name), nil, &out)
+}
+
 // SignatureSets lists the imported signature sets.
 func (c *Client) SignatureSets(ctx context.Context) ([]api.IDSSignatureSet, error) {
 	var out []api.IDSSignatureSet

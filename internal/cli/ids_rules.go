@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/bulkhead/bulkhead/internal/api"
 	"github.com/bulkhead/bulkhead/internal/apiclient"
 )
 
@@ -76,48 +77,57 @@ version with their next desired state.`,
 				}
 				return fmt.Errorf("import %s: %w", args[0], err)
 			}
-			if g.output != "table" {
-				return g.printData(res)
-			}
-			fmt.Fprintf(g.stdout, "signature set %s version %d: %d rules loaded, %d not loaded\n", res.Name, res.Version, res.Loaded, len(res.Problems))
-			if len(res.ByKeyword) > 0 {
-				kws := slices.SortedFunc(maps.Keys(res.ByKeyword), func(a, b string) int {
-					return cmp.Or(cmp.Compare(res.ByKeyword[b], res.ByKeyword[a]), cmp.Compare(a, b))
-				})
-				var top []string
-				for i, k := range kws {
-					if i == 10 {
-						top = append(top, fmt.Sprintf("... %d more", len(kws)-i))
-						break
-					}
-					top = append(top, fmt.Sprintf("%s (%d)", k, res.ByKeyword[k]))
-				}
-				fmt.Fprintf(g.stdout, "unsupported keywords: %s\n", strings.Join(top, ", "))
-			}
-			for i, p := range res.Problems {
-				if i == 10 {
-					fmt.Fprintf(g.stdout, "  ... and %d more (-o yaml lists them all)\n", len(res.Problems)-i)
-					break
-				}
-				sid := ""
-				if p.SID != 0 {
-					sid = fmt.Sprintf(" sid %d:", p.SID)
-				}
-				fmt.Fprintf(g.stdout, "  %s:%d:%s %s\n", args[0], p.Line, sid, p.Reason)
-			}
-			return nil
+			return printSignatureSet(g, res, args[0])
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "signature set name (default: the file's base name without .rules/.gz)")
 	return cmd
 }
 
+// printSignatureSet writes what a set's import loaded and the rules that did
+// not, as FILE:LINE: sid N: reason (file is the imported file or the set).
+func printSignatureSet(g *globals, res api.IDSImportResult, file string) error {
+	if g.output != "table" {
+		return g.printData(res)
+	}
+	fmt.Fprintf(g.stdout, "signature set %s version %d: %d rules loaded, %d not loaded\n", res.Name, res.Version, res.Loaded, len(res.Problems))
+	if len(res.ByKeyword) > 0 {
+		kws := slices.SortedFunc(maps.Keys(res.ByKeyword), func(a, b string) int {
+			return cmp.Or(cmp.Compare(res.ByKeyword[b], res.ByKeyword[a]), cmp.Compare(a, b))
+		})
+		var top []string
+		for i, k := range kws {
+			if i == 10 {
+				top = append(top, fmt.Sprintf("... %d more", len(kws)-i))
+				break
+			}
+			top = append(top, fmt.Sprintf("%s (%d)", k, res.ByKeyword[k]))
+		}
+		fmt.Fprintf(g.stdout, "unsupported keywords: %s\n", strings.Join(top, ", "))
+	}
+	for i, p := range res.Problems {
+		if i == 10 {
+			fmt.Fprintf(g.stdout, "  ... and %d more (-o yaml lists them all)\n", len(res.Problems)-i)
+			break
+		}
+		sid := ""
+		if p.SID != 0 {
+			sid = fmt.Sprintf(" sid %d:", p.SID)
+		}
+		fmt.Fprintf(g.stdout, "  %s:%d:%s %s\n", file, p.Line, sid, p.Reason)
+	}
+	return nil
+}
+
 func newIDSRulesetsCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:     "rulesets",
+		Use:     "rulesets [NAME]",
 		Aliases: []string{"signature-sets"},
-		Short:   "List the imported signature sets",
-		Args:    cobra.NoArgs,
+		Short:   "List the imported signature sets, or show one with every rule that did not load",
+		Example: `  bulkhead ids rulesets
+  bulkhead ids rulesets et-open          # what loaded, and each rule that did not, with its reason
+  bulkhead ids rulesets et-open -o yaml  # every problem`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := g.checkOutput(); err != nil {
 				return err
@@ -125,6 +135,13 @@ func newIDSRulesetsCmd(g *globals) *cobra.Command {
 			c, err := g.client()
 			if err != nil {
 				return err
+			}
+			if len(args) == 1 {
+				res, err := c.SignatureSet(ctx(cmd), args[0])
+				if err != nil {
+					return err
+				}
+				return printSignatureSet(g, res, args[0])
 			}
 			sets, err := c.SignatureSets(ctx(cmd))
 			if err != nil {

@@ -81,6 +81,16 @@ func TestIDSRulesCLI(t *testing.T) {
 	if !strings.Contains(out, "NAME") || !strings.Contains(out, "local") || !strings.Contains(out, "second") {
 		t.Errorf("signature-sets:\n%s", out)
 	}
+	// One set: what did not load, later, without the file.
+	out = mustRun(t, "", with("ids", "rulesets", "local")...)
+	for _, want := range []string{"signature set local version 1: 3 rules loaded, 1 not loaded", "unsupported keywords: lua (1)", "  local:4: sid 1099:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rulesets local lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := run(t, "", with("ids", "rulesets", "nosuch")...); err == nil || !strings.Contains(err.Error(), `signature set "nosuch" not found`) {
+		t.Errorf("rulesets nosuch: %v", err)
+	}
 	// second repeats local's sids: local (first by name) is used.
 	out = mustRun(t, "", with("ids", "rulesets", "-o", "yaml")...)
 	if !strings.Contains(out, "shadowed: 3") {

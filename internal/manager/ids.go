@@ -62,6 +62,9 @@ func (s *Server) idsRoutes() []route {
 			reply:   api.IDSImportResult{}, handle: s.handleIDSImport},
 		{method: "GET", path: p + "/signature-sets", role: api.RoleAuditor,
 			summary: "Imported signature sets, newest version of each", reply: []api.IDSSignatureSet{}, handle: s.handleIDSSets},
+		{method: "GET", path: p + "/signature-sets/{name}", role: api.RoleAuditor,
+			summary: "One signature set: its newest version, what loaded and every rule that did not, with line, sid and reason",
+			reply:   api.IDSImportResult{}, handle: s.handleIDSSet},
 		{method: "DELETE", path: p + "/signature-sets/{name}", role: api.RoleOperator,
 			summary: "Delete a signature set", handle: s.handleIDSDeleteSet},
 		{method: "GET", path: p + "/signatures", role: api.RoleAuditor,
@@ -351,6 +354,28 @@ func (s *Server) handleIDSSets(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+func (s *Server) handleIDSSet(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	name := r.PathValue("name")
+	vars, err := s.latestIDSVars(ctx)
+	if err != nil {
+		return err
+	}
+	cat, err := s.idsCatalog(ctx, vars)
+	if err != nil {
+		return err
+	}
+	for _, set := range cat.sets {
+		if set.info.Name == name {
+			out := importResult(name, set.rules, set.problems)
+			out.Version, out.SHA256 = set.info.Version, set.info.SHA256
+			writeJSON(w, http.StatusOK, out)
+			return nil
+		}
+	}
+	return httpError(http.StatusNotFound, fmt.Errorf("signature set %q not found", name))
 }
 
 func (s *Server) handleIDSDeleteSet(w http.ResponseWriter, r *http.Request) error {
