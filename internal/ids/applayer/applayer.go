@@ -41,11 +41,30 @@ type Tx struct {
 	// once per (connection, ID), as Suricata's do per transaction.
 	ID uint64
 	// Buf holds the sticky buffers this transaction has; nil is absent.
+	//
+	// A multi-buffer (tls.certs: one value per certificate of the chain)
+	// holds its first value on the transaction's main Tx; each further
+	// value comes right after it as one more Tx of the same ID and
+	// direction, marked Continues, that carries only that buffer (and the
+	// EVE info), with TLSVersion 0. A rule that does not look at the
+	// multi-buffer cannot match those, so it is not evaluated twice for
+	// one transaction.
+	//
+	// Buffers Suricata has in one direction only are set only on that
+	// direction's Tx (http.accept_enc and http.accept_lang on requests,
+	// ja3.string on the ClientHello's, ja3s.hash, tls.cert_serial and
+	// tls.certs on the server's), so that a response carrying its
+	// request's buffers does not match a request-only rule again.
 	Buf [rules.NumBuffers][]byte
 	// TLSVersion is the version the transaction's hello states (0x0303
 	// is 1.2): on the ClientHello's the highest the client offered, on
 	// the server's the negotiated one (tls.version matches it).
 	TLSVersion uint16
+	// Continues says this Tx is the previous one's transaction again,
+	// with the next value of a multi-buffer (see Buf): a rule that
+	// alerted on the previous Tx should not alert again (Suricata alerts
+	// once per transaction however many of its certificates match).
+	Continues bool
 
 	HTTP *HTTPInfo
 	TLS  *TLSInfo
@@ -72,7 +91,9 @@ type TLSInfo struct {
 	Version string   `json:"version,omitempty"`
 	Subject string   `json:"subject,omitempty"`
 	Issuer  string   `json:"issuerdn,omitempty"`
+	Serial  string   `json:"serial,omitempty"`
 	JA3     *JA3Info `json:"ja3,omitempty"`
+	JA3S    *JA3Info `json:"ja3s,omitempty"`
 }
 
 // JA3Info is EVE's "tls.ja3" object.
@@ -413,7 +434,7 @@ func (c *Conn) parse(dir stream.Dir, data []byte, emit func(*Tx)) {
 func (c *Conn) newTx(dir stream.Dir) *Tx {
 	tx := &c.tx
 	tx.Buf = [rules.NumBuffers][]byte{}
-	tx.Proto, tx.Dir, tx.ID, tx.TLSVersion = c.proto, dir, 0, 0
+	tx.Proto, tx.Dir, tx.ID, tx.TLSVersion, tx.Continues = c.proto, dir, 0, 0, false
 	tx.HTTP, tx.TLS, tx.DNS, tx.SSH = nil, nil, nil, nil
 	return tx
 }

@@ -18,6 +18,7 @@ type rec struct {
 	Dir        stream.Dir
 	ID         uint64
 	TLSVersion uint16
+	Continues  bool
 	Buf        map[rules.Buffer]string
 	HTTP       *HTTPInfo
 	TLS        *TLSInfo
@@ -32,7 +33,7 @@ func (r rec) String() string {
 type recorder struct{ txs []rec }
 
 func (r *recorder) emit(tx *Tx) {
-	out := rec{Proto: tx.Proto, Dir: tx.Dir, ID: tx.ID, TLSVersion: tx.TLSVersion, Buf: map[rules.Buffer]string{}}
+	out := rec{Proto: tx.Proto, Dir: tx.Dir, ID: tx.ID, TLSVersion: tx.TLSVersion, Continues: tx.Continues, Buf: map[rules.Buffer]string{}}
 	for i, b := range tx.Buf {
 		if b != nil {
 			out.Buf[rules.Buffer(i)] = string(b)
@@ -47,6 +48,10 @@ func (r *recorder) emit(tx *Tx) {
 		if t.JA3 != nil {
 			j := *t.JA3
 			t.JA3 = &j
+		}
+		if t.JA3S != nil {
+			j := *t.JA3S
+			t.JA3S = &j
 		}
 		out.TLS = &t
 	}

@@ -44,6 +44,12 @@ func FuzzStream(f *testing.F) {
 	f.Add(uint64(5), encodeConv([]msg{{stream.ToServer, "POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /x HTTP/1.0\r\n\r\n"}, {stream.ToClient, "HTTP/1.1 200 OK\r\n\r\nbody"}}))
 	f.Add(uint64(6), encodeConv(tlsHandshake(f, 0x0303)))
 	f.Add(uint64(7), encodeConv(tlsHandshake(f, 0x0304)))
+	cert, _, _ := chainCert(f)
+	chain, _ := tlsConversation(f, 0x0303, cert)
+	f.Add(uint64(8), encodeConv(chain))
+	hello := tlsHandshake(f, 0x0303)[0]
+	f.Add(uint64(9), encodeConv([]msg{hello, {stream.ToClient, serverHello(0x0303, 0xc02f, [][2]any{{uint16(0x2a2a), ""}, {uint16(16), "\x00\x03\x02h2"}}, true)}}))
+	f.Add(uint64(10), encodeConv([]msg{{stream.ToServer, "GET / HTTP/1.1\r\nAccept-Encoding: gzip, ,\r\nAccept-Language: en\r\n\r\n"}}))
 	f.Fuzz(func(t *testing.T, seed uint64, data []byte) {
 		conv := decodeConv(data)
 		whole := run(conv, nil)

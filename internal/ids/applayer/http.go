@@ -637,6 +637,10 @@ func (hc *httpConn) emit(c *Conn, dir stream.Dir, emit func(*Tx)) {
 		a = hc.requestBufs(tx, &v, a)
 		a = headerBufs(tx, &v, a)
 		tx.Buf[rules.BufHTTPProtocol] = v.c
+		// Request-only buffers (see Tx.Buf): not in requestBufs, which
+		// the response's Tx uses too.
+		tx.Buf[rules.BufHTTPAcceptEnc] = v.get("accept-encoding")
+		tx.Buf[rules.BufHTTPAcceptLang] = v.get("accept-language")
 		if h.state != stHead || len(h.body) > 0 {
 			tx.Buf[rules.BufHTTPRequestBody] = h.body
 		}

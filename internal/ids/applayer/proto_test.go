@@ -74,7 +74,15 @@ func testCert(t testing.TB) tls.Certificate {
 // tlsHandshake runs a real crypto/tls handshake over loopback TCP and returns
 // the bytes on the wire.
 func tlsHandshake(t testing.TB, maxVersion uint16) []msg {
-	cert := testCert(t)
+	conv, _ := tlsConversation(t, maxVersion, testCert(t))
+	return conv
+}
+
+// tlsConversation runs a real crypto/tls handshake with the server's cert
+// (and chain) and a short request, and returns the bytes on the wire and
+// the client's view of the connection.
+func tlsConversation(t testing.TB, maxVersion uint16, cert tls.Certificate) ([]msg, tls.ConnectionState) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -111,10 +119,11 @@ func tlsHandshake(t testing.TB, maxVersion uint16) []msg {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	cs := c.ConnectionState()
 	c.Close()
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	return rc.conv
+	return rc.conv, cs
 }
 
 func TestTLS(t *testing.T) {

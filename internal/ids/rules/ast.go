@@ -78,6 +78,12 @@ const (
 	BufDNSQuery                       // dns.query
 	BufSSHSoftware                    // ssh.software (either side's software version)
 	BufSSHProto                       // ssh.proto
+	BufTLSCerts                       // tls.certs: one certificate of the server's chain, DER (a multi-buffer: each certificate inspected on its own)
+	BufHTTPAcceptEnc                  // http.accept_enc: the request's Accept-Encoding value
+	BufHTTPAcceptLang                 // http.accept_lang: the request's Accept-Language value
+	BufJA3SHash                       // ja3s.hash: md5 of the ServerHello's JA3S string, 32 lower-case hex digits
+	BufTLSCertSerial                  // tls.cert_serial: the server certificate's serial, "0A:E1:..." (upper-case hex bytes)
+	BufJA3String                      // ja3.string: the ClientHello's JA3 string ("771,4865-...,0-23-...,29-23,0")
 	NumBuffers
 )
 

@@ -68,8 +68,10 @@ func TestETOpen(t *testing.T) {
 	if total != 24827 {
 		t.Errorf("read %d enabled rules, want 24827 (commented-out rules must not count)", total)
 	}
-	if len(rules)*100 < total*80 {
-		t.Errorf("only %d of %d rules load, want at least 80%%", len(rules), total)
+	// 24,358 load today (the rest: pcre constructs RE2 lacks, xbits,
+	// stream_size, base64, ... — the table below); fewer is a regression.
+	if len(rules) < 24358 {
+		t.Errorf("only %d of %d rules load, want at least 24358", len(rules), total)
 	}
 	for _, l := range problemTable(probs) {
 		t.Log(l)

@@ -24,6 +24,9 @@ var fuzzSeeds = []string{
 	"alert tcp any any -> any any (msg:\"a \\\" b\\; c\"; content:!\"x\"; \\\n sid:10;)",
 	`alert ssh any any -> any any (ssh.softwareversion:"PuTTY"; ssh.proto; content:"2.0"; sid:11;)`,
 	`alert tcp any any -> any any (content:"a"; fast_pattern:0,1; priority:2; gid:3; sid:12;)`,
+	`alert tls any any -> any any (flow:established,to_client; tls.certs; content:"|30 82|"; depth:2; pcre:"/^\d{4}/R"; content:!"|06 03|"; distance:0; tls_cert_serial; content:"00:E7"; ja3s.hash; content:"abc"; sid:13;)`,
+	`alert http any any -> any any (http.accept_enc; content:",|20|,"; http_accept_lang; content:"en-US"; bsize:5; sid:14;)`,
+	`alert tcp any any -> any any (ja3.string; content:"771,"; startswith; ja3_hash; content:"e7d7"; sid:15;)`,
 }
 
 func FuzzParse(f *testing.F) {

@@ -22,9 +22,9 @@ func bufferProto(b Buffer) Proto {
 	switch {
 	case b == BufPayload:
 		return 0
-	case b <= BufHTTPConnection:
+	case b <= BufHTTPConnection, b == BufHTTPAcceptEnc, b == BufHTTPAcceptLang:
 		return ProtoHTTP
-	case b <= BufJA3Hash:
+	case b <= BufJA3Hash, b == BufTLSCerts, b == BufJA3SHash, b == BufTLSCertSerial, b == BufJA3String:
 		return ProtoTLS
 	case b == BufDNSQuery:
 		return ProtoDNS
@@ -45,6 +45,8 @@ var bufferNames = [NumBuffers]string{
 	BufHTTPLocation: "http.location", BufHTTPContentLen: "http.content_len", BufHTTPConnection: "http.connection",
 	BufTLSSNI: "tls.sni", BufTLSCertSubject: "tls.cert_subject", BufTLSCertIssuer: "tls.cert_issuer",
 	BufJA3Hash: "ja3.hash", BufDNSQuery: "dns.query", BufSSHSoftware: "ssh.software", BufSSHProto: "ssh.proto",
+	BufTLSCerts: "tls.certs", BufHTTPAcceptEnc: "http.accept_enc", BufHTTPAcceptLang: "http.accept_lang",
+	BufJA3SHash: "ja3s.hash", BufTLSCertSerial: "tls.cert_serial", BufJA3String: "ja3.string",
 }
 
 // String returns the buffer's sticky-buffer keyword.
@@ -70,6 +72,8 @@ var stickyBuffers = func() map[string]Buffer {
 		"http.uri.normalized": BufHTTPURI, "http.request_header": BufHTTPHeader,
 		"tls_sni": BufTLSSNI, "tls_cert_subject": BufTLSCertSubject, "tls_cert_issuer": BufTLSCertIssuer,
 		"ja3_hash": BufJA3Hash, "dns_query": BufDNSQuery, "ssh_software": BufSSHSoftware, "ssh_proto": BufSSHProto,
+		"http_accept_enc": BufHTTPAcceptEnc, "http_accept_lang": BufHTTPAcceptLang, "tls_cert_serial": BufTLSCertSerial,
+		"ja3_string": BufJA3String, "ja3s_hash": BufJA3SHash,
 	} {
 		m[name] = b
 	}
@@ -96,8 +100,6 @@ var unsupportedWhy = map[string]string{
 	"base64_data":   "base64_data is not supported",
 	"tag":           "tag (logging the packets after an alert) is not supported",
 	"stream_size":   "stream_size is not supported",
-	"tls.certs":     "tls.certs (each certificate of the chain) is not supported",
-	"ja3s.hash":     "ja3s.hash (server fingerprint) is not supported",
 	"lua":           "lua scripts are not supported",
 	"luajit":        "lua scripts are not supported",
 	"asn1":          "asn1 is not supported",

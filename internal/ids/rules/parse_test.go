@@ -391,7 +391,7 @@ func TestParseErrors(t *testing.T) {
 		{tcpRule(`http.uri; content:"a"; tls.sni; content:"b";`), "belong to different protocols", ""},
 		{tcpRule(`xbits:set,a,track ip_src;`), "xbits", "xbits"},
 		{tcpRule(`tag:session,5,packets;`), "tag", "tag"},
-		{tcpRule(`tls.certs; content:"a";`), "tls.certs", "tls.certs"},
+		{tcpRule(`tls.cert_fingerprint; content:"a";`), `unsupported keyword "tls.cert_fingerprint"`, "tls.cert_fingerprint"},
 		{tcpRule(`stream_size:server,>,100;`), "stream_size", "stream_size"},
 		{tcpRule(`frobnicate;`), `unsupported keyword "frobnicate"`, "frobnicate"},
 		{tcpRule(`;`), "empty option", ""},
