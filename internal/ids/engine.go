@@ -7,6 +7,14 @@
 // (internal/ids/stream), application-layer transactions
 // (internal/ids/applayer) and the rules, producing Suricata EVE alerts and,
 // inline, drop/reject verdicts.
+//
+// Regular expressions (Go's regexp, far slower than the prefilter) run
+// last and rarely: a rule's contents are all checked first, and every
+// pcre carries the runs of byte classes any match must contain, found in
+// its syntax tree; where they are absent it does not run. A pcre without
+// contents gets prefilter patterns from those runs. A pcre naming bytes
+// above 0x7f (rules.Match.Latin1) reads its input one byte a rune, as
+// PCRE does, unless the input is pure ASCII, where both readings agree.
 package ids
 
 import (
@@ -94,6 +102,10 @@ type mgroup struct {
 	// positive says the group has a content or pcre that fixes a position
 	// (used to report a stream match only once, see inspectStream).
 	positive bool
+	// sole is the group's only positive content or pcre (-1: none or
+	// several): a stream match must end in the new bytes, so a bounded
+	// sole pcre is searched only where such a match can start.
+	sole int
 }
 
 type cmatch struct {
@@ -106,6 +118,14 @@ type cmatch struct {
 	// this content may be cured by its next occurrence (Suricata's
 	// backtracking).
 	retry bool
+	// reqASCII and reqAny are runs of bytes every match of the pcre
+	// contains, in pure ASCII input and in any input (nil: none useful).
+	reqASCII, reqAny *reqSeq
+	// maxRunes bounds the runes a match of the pcre spans (-1: no
+	// bound); lookbehind says it tests what precedes a position (^, \b),
+	// so that it cannot be run from the middle of a buffer.
+	maxRunes   int
+	lookbehind bool
 }
 
 var engineIDs atomic.Uint64
@@ -132,11 +152,12 @@ func Compile(rs []*rules.Rule) (*Engine, []rules.Problem) {
 	}
 	var cs []*crule
 	var fps []fp
+	reqs := reqCache{}
 	for _, r := range rs {
 		if r == nil {
 			continue
 		}
-		c, f, err := compileRule(r)
+		c, f, err := compileRuleWith(r, reqs)
 		if err != nil {
 			probs = append(probs, rules.Problem{File: r.File, Line: r.Line, SID: r.SID, Reason: err.Error()})
 			continue
@@ -269,6 +290,37 @@ type fastPat struct {
 // compileRule checks what the engine can honour, picks the context and
 // the fast pattern, and compiles the regular expressions.
 func compileRule(r *rules.Rule) (*crule, fastPat, error) {
+	return compileRuleWith(r, reqCache{})
+}
+
+// reqCache shares the required runs of an expression among the rules
+// that have it (rule sets repeat expressions; the runs are read-only).
+type reqCache map[reqKey][2]*reqSeq
+
+type reqKey struct {
+	expr   string
+	latin1 bool
+}
+
+func (c reqCache) get(expr string, latin1 bool) (ascii, general *reqSeq) {
+	k := reqKey{expr, latin1}
+	if v, ok := c[k]; ok {
+		return v[0], v[1]
+	}
+	if re, err := syntax.Parse(expr, syntax.Perl); err == nil {
+		re = re.Simplify()
+		ascii = requiredOf(re, modeASCII)
+		if latin1 {
+			general = requiredOf(re, modeLatin1)
+		} else {
+			general = requiredOf(re, modeUTF8)
+		}
+	}
+	c[k] = [2]*reqSeq{ascii, general}
+	return ascii, general
+}
+
+func compileRuleWith(r *rules.Rule, reqs reqCache) (*crule, fastPat, error) {
 	c := &crule{r: r}
 	var f fastPat
 	switch r.Action {
@@ -338,6 +390,8 @@ func compileRule(r *rules.Rule) (*crule, fastPat, error) {
 			}
 			cm.re = re
 			cm.anchored = anchoredRegexp(m.Regexp)
+			cm.maxRunes, cm.lookbehind = widthOf(m.Regexp)
+			cm.reqASCII, cm.reqAny = reqs.get(m.Regexp, m.Latin1)
 		case rules.MatchByteTest, rules.MatchByteJump:
 			if m.Bytes < 1 || m.Bytes > 10 || (!m.String && m.Bytes > 8) {
 				return nil, f, fmt.Errorf("byte_test/byte_jump: %d bytes is out of range", m.Bytes)
@@ -363,6 +417,18 @@ func compileRule(r *rules.Rule) (*crule, fastPat, error) {
 		c.groups[g].ms = append(c.groups[g].ms, cm)
 	}
 	for gi := range c.groups {
+		g := &c.groups[gi]
+		g.sole = -1
+		n := 0
+		for j := range g.ms {
+			if k := g.ms[j].Kind; !g.ms[j].Negated && (k == rules.MatchContent || k == rules.MatchPCRE) {
+				g.sole = j
+				n++
+			}
+		}
+		if n != 1 {
+			g.sole = -1
+		}
 		ms := c.groups[gi].ms
 		later := false
 		for i := len(ms) - 1; i >= 0; i-- {
@@ -447,9 +513,26 @@ func compileRule(r *rules.Rule) (*crule, fastPat, error) {
 			if m.Kind != rules.MatchPCRE || m.Negated {
 				continue
 			}
-			if fs := regexpFactors(m.Regexp); fs != nil {
+			if fs := regexpFactors(m.Regexp, m.Latin1); fs != nil {
 				f = fastPat{buf: m.Buffer, pat: fs[0], ok: true, alts: fs[1:]}
 				break
+			}
+		}
+	}
+	if !f.ok {
+		// Else the literals a pcre's required runs spell (" (4\d{3}|...)
+		// \d{4}" spells " 30" to " 69"): a rule without them would be
+		// a candidate on every packet or stream chunk.
+		for _, g := range c.groups {
+			for j := range g.ms {
+				m := &g.ms[j]
+				if m.re == nil || m.Negated {
+					continue
+				}
+				if fs := m.reqAny.literals(); fs != nil {
+					f = fastPat{buf: g.buf, pat: fs[0], ok: true, alts: fs[1:]}
+					return c, f, nil
+				}
 			}
 		}
 	}

@@ -17,13 +17,14 @@ const (
 )
 
 // regexpFactors returns literals one of which every match of expr
-// contains, or nil.
-func regexpFactors(expr string) [][]byte {
+// contains, or nil. latin1 says the expression is matched one byte a rune
+// (rules.Match.Latin1): its runes up to 0xff are single bytes.
+func regexpFactors(expr string, latin1 bool) [][]byte {
 	re, err := syntax.Parse(expr, syntax.Perl)
 	if err != nil {
 		return nil
 	}
-	fs, ok := factors(re.Simplify())
+	fs, ok := factors(re.Simplify(), latin1)
 	if !ok || len(fs) == 0 || len(fs) > maxFactors {
 		return nil
 	}
@@ -36,21 +37,22 @@ func regexpFactors(expr string) [][]byte {
 }
 
 // factors: ok says every match contains one of fs.
-func factors(re *syntax.Regexp) (fs [][]byte, ok bool) {
+func factors(re *syntax.Regexp, latin1 bool) (fs [][]byte, ok bool) {
 	switch re.Op {
 	case syntax.OpLiteral:
-		return [][]byte{runesBytes(re.Rune)}, true
+		b, ok := literalRunes(re, latin1)
+		return [][]byte{b}, ok
 	case syntax.OpCapture:
-		return factors(re.Sub[0])
+		return factors(re.Sub[0], latin1)
 	case syntax.OpPlus:
-		return factors(re.Sub[0])
+		return factors(re.Sub[0], latin1)
 	case syntax.OpRepeat:
 		if re.Min >= 1 {
-			return factors(re.Sub[0])
+			return factors(re.Sub[0], latin1)
 		}
 	case syntax.OpAlternate:
 		for _, s := range re.Sub {
-			sf, ok := factors(s)
+			sf, ok := factors(s, latin1)
 			if !ok {
 				return nil, false
 			}
@@ -79,14 +81,16 @@ func factors(re *syntax.Regexp) (fs [][]byte, ok bool) {
 		var run []byte
 		for _, s := range re.Sub {
 			if s.Op == syntax.OpLiteral {
-				run = append(run, runesBytes(s.Rune)...)
-				continue
+				if b, ok := literalRunes(s, latin1); ok {
+					run = append(run, b...)
+					continue
+				}
 			}
 			if len(run) > 0 {
 				consider([][]byte{run})
 				run = nil
 			}
-			if sf, ok := factors(s); ok {
+			if sf, ok := factors(s, latin1); ok {
 				consider(sf)
 			}
 		}
@@ -96,6 +100,14 @@ func factors(re *syntax.Regexp) (fs [][]byte, ok bool) {
 		return best, best != nil
 	}
 	return nil, false
+}
+
+// literalRunes is a literal as the prefilter looks for it.
+func literalRunes(re *syntax.Regexp, latin1 bool) ([]byte, bool) {
+	if latin1 {
+		return literalBytes(re.Rune, re.Flags&syntax.FoldCase != 0, modeLatin1)
+	}
+	return runesBytes(re.Rune), true
 }
 
 func runesBytes(rs []rune) []byte {

@@ -82,6 +82,7 @@ type Inspector struct {
 	fired   []int32 // rules that fired in the current evaluation
 	cands   candSet
 	alerted candSet
+	msc     matchScratch
 	scratch []byte
 
 	// The packet being inspected, for the stream and app-layer callbacks.
@@ -615,6 +616,7 @@ func (i *Inspector) emit(tx *applayer.Tx) {
 // offset, minEnd as in mstate); tx the transaction for ctxTx.
 func (i *Inspector) evaluate(always, cands []int32, ctx ruleCtx, dir stream.Dir, buf []byte, base, minEnd int, tx *applayer.Tx) {
 	e, f := i.cur.e, i.cur.f
+	i.msc.payASCII = 0 // a new payload buffer
 	// Merge the two ascending-by-index lists so rules run in engine order.
 	sortInt32(cands)
 	a, c := 0, 0
@@ -634,7 +636,7 @@ func (i *Inspector) evaluate(always, cands []int32, ctx ruleCtx, dir stream.Dir,
 		if !i.headerOK(cr, f, dir, ctx, tx) {
 			continue
 		}
-		first, end, ok := matchAll(cr, buf, base, minEnd, tx)
+		first, end, ok := matchAll(cr, buf, base, minEnd, tx, &i.msc)
 		if !ok {
 			continue
 		}
@@ -743,7 +745,10 @@ func endpointsOK(r *rules.Rule, src, dst netip.AddrPort, proto uint8) bool {
 
 // matchAll checks each buffer group; first and end are the payload
 // match's extent in buf (-1 when none).
-func matchAll(c *crule, buf []byte, base, minEnd int, tx *applayer.Tx) (first, end int, ok bool) {
+func matchAll(c *crule, buf []byte, base, minEnd int, tx *applayer.Tx, sc *matchScratch) (first, end int, ok bool) {
+	if sc == nil {
+		sc = new(matchScratch)
+	}
 	var st mstate
 	first, end = -1, -1
 	for g := range c.groups {
@@ -753,13 +758,17 @@ func matchAll(c *crule, buf []byte, base, minEnd int, tx *applayer.Tx) (first, e
 			if b == nil || bufDirs[grp.buf]&(1<<tx.Dir) == 0 {
 				return -1, -1, false
 			}
-			st = mstate{buf: b, minEnd: -1}
+			st = mstate{buf: b, minEnd: -1, sc: sc}
 		} else if tx != nil {
-			st = mstate{buf: buf, minEnd: -1}
+			st = mstate{buf: buf, minEnd: -1, sc: sc, ascii: sc.payASCII}
 		} else {
-			st = mstate{buf: buf, base: base, minEnd: minEnd}
+			st = mstate{buf: buf, base: base, minEnd: minEnd, sc: sc, ascii: sc.payASCII}
 		}
-		if !matchGroup(grp, &st) {
+		ok := matchGroup(grp, &st)
+		if grp.buf == rules.BufPayload {
+			sc.payASCII = st.ascii
+		}
+		if !ok {
 			return -1, -1, false
 		}
 		if grp.buf == rules.BufPayload {

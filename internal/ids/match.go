@@ -2,7 +2,9 @@ package ids
 
 import (
 	"bytes"
+	"io"
 	"math/bits"
+	"unicode/utf8"
 
 	"github.com/bulkhead/bulkhead/internal/ids/rules"
 )
@@ -28,11 +30,119 @@ type mstate struct {
 	// first positive content or pcre and the furthest end of one (-1 when
 	// it has none).
 	first, end int
+	sc         *matchScratch
+	g          *mgroup
+	// ascii is whether buf holds only bytes below 0x80: 0 not known yet,
+	// 1 yes, 2 no.
+	ascii int8
+}
+
+// matchScratch is what matching reuses from one rule to the next: an
+// Inspector has one, so matching allocates nothing.
+type matchScratch struct {
+	latin1 latin1Reader
+	// payASCII caches isASCII of the payload buffer of one evaluation
+	// (as mstate.ascii).
+	payASCII int8
+}
+
+// latin1Reader reads each byte as one rune 0x00-0xff, as PCRE does: the
+// regexp of a Latin1 pcre runs over it, and since every rune is one byte
+// the offsets it returns are byte offsets.
+type latin1Reader struct {
+	b []byte
+	i int
+}
+
+func (r *latin1Reader) ReadRune() (rune, int, error) {
+	if r.i >= len(r.b) {
+		return 0, 0, io.EOF
+	}
+	c := r.b[r.i]
+	r.i++
+	return rune(c), 1, nil
+}
+
+// isASCII says (and remembers) whether the buffer is pure ASCII.
+func (st *mstate) isASCII() bool {
+	if st.ascii == 0 {
+		st.ascii = 2
+		if isASCII(st.buf) {
+			st.ascii = 1
+		}
+	}
+	return st.ascii == 1
+}
+
+// findPCRE is the leftmost match of the pcre in buf[from:], as offsets in
+// buf. The required run is checked first; a Latin1 expression reads the
+// bytes one rune each unless they are all ASCII, where the two readings
+// agree and the faster []byte one is taken.
+func findPCRE(m *cmatch, st *mstate, from int) (lo, hi int, ok bool) {
+	w := st.buf[from:]
+	ascii := st.isASCII()
+	req := m.reqAny
+	if ascii {
+		req = m.reqASCII
+	}
+	if req != nil && !req.in(w) {
+		return 0, 0, false
+	}
+	var loc []int
+	if m.Latin1 && !ascii {
+		rd := &st.sc.latin1
+		*rd = latin1Reader{b: w}
+		loc = m.re.FindReaderIndex(rd)
+		rd.b = nil
+	} else {
+		loc = m.re.FindIndex(w)
+	}
+	if loc == nil {
+		return 0, 0, false
+	}
+	return from + loc[0], from + loc[1], true
+}
+
+// possible is a cheap necessary condition for the group on st.buf: every
+// positive content occurs in the buffer (in its absolute window when it
+// is not relative) and every positive pcre's required run too. It runs
+// before the group's full match, so that the regular expressions of a
+// rule whose contents are not all there do not run at all.
+func possible(g *mgroup, st *mstate) bool {
+	for i := range g.ms {
+		m := &g.ms[i]
+		if m.Negated {
+			continue
+		}
+		switch m.Kind {
+		case rules.MatchContent:
+			lo, hi := 0, len(st.buf)
+			if !relative(&m.Match) {
+				lo, hi = contentWindow(m, 0, st)
+			}
+			if lo > hi || find(m, st.buf, lo, hi) < 0 {
+				return false
+			}
+		case rules.MatchPCRE:
+			req := m.reqAny
+			if st.isASCII() {
+				req = m.reqASCII
+			}
+			if req != nil && !req.in(st.buf) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // matchGroup says whether the group's matches hold on st.buf.
 func matchGroup(g *mgroup, st *mstate) bool {
+	if !possible(g, st) {
+		return false
+	}
 	st.budget = recursionBudget
+	st.g = g
 	return matchFrom(g.ms, 0, 0, -1, -1, st, g.positive)
 }
 
@@ -87,20 +197,27 @@ func matchFrom(ms []cmatch, i, prev, first, maxEnd int, st *mstate, positive boo
 		start := 0
 		if m.Relative {
 			start = prev
+		} else if st.minEnd >= 0 && !m.Negated && m.maxRunes >= 0 && !m.lookbehind && st.g.sole >= 0 && &st.g.ms[st.g.sole] == m {
+			// A new stream match ends past minEnd: it starts no more
+			// than its width before.
+			w := m.maxRunes
+			if !m.Latin1 && !st.isASCII() {
+				w *= utf8.UTFMax
+			}
+			start = max(0, st.minEnd-w+1)
 		}
 		if start > len(buf) {
 			return m.Negated && matchFrom(ms, i+1, prev, first, maxEnd, st, positive)
 		}
-		loc := m.re.FindIndex(buf[start:])
+		lo, end, found := findPCRE(m, st, start)
 		if m.Negated {
-			if loc != nil {
+			if found {
 				return false
 			}
 			return matchFrom(ms, i+1, prev, first, maxEnd, st, positive)
 		}
-		for loc != nil {
-			end := start + loc[1]
-			if matchFrom(ms, i+1, end, firstOr(first, start+loc[0]), max(maxEnd, end), st, positive) {
+		for found {
+			if matchFrom(ms, i+1, end, firstOr(first, lo), max(maxEnd, end), st, positive) {
 				return true
 			}
 			// A stream match must reach the new bytes: the leftmost one
@@ -109,12 +226,12 @@ func matchFrom(ms []cmatch, i, prev, first, maxEnd int, st *mstate, positive boo
 			if st.minEnd < 0 || m.anchored || end > st.minEnd || st.budget < 0 {
 				return false
 			}
-			start = max(end, start+loc[0]+1)
+			start = max(end, lo+1)
 			if start > len(buf) {
 				return false
 			}
 			st.budget--
-			loc = m.re.FindIndex(buf[start:])
+			lo, end, found = findPCRE(m, st, start)
 		}
 		return false
 	case rules.MatchByteTest:

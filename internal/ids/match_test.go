@@ -92,7 +92,7 @@ func TestMatchModifiers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, _, got := matchAll(c, []byte(tc.buf), 0, -1, nil); got != tc.want {
+			if _, _, got := matchAll(c, []byte(tc.buf), 0, -1, nil, nil); got != tc.want {
 				t.Errorf("match on %q = %v, want %v", tc.buf, got, tc.want)
 			}
 		})
@@ -121,7 +121,7 @@ func TestMatchBacktracks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, got := matchAll(c, []byte(tc.buf), 0, -1, nil); got != tc.want {
+		if _, _, got := matchAll(c, []byte(tc.buf), 0, -1, nil, nil); got != tc.want {
 			t.Errorf("%q: match = %v, want %v", tc.buf, got, tc.want)
 		}
 	}
@@ -192,7 +192,7 @@ func TestByteTestAndJump(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, _, got := matchAll(c, []byte(tc.buf), 0, -1, nil); got != tc.want {
+			if _, _, got := matchAll(c, []byte(tc.buf), 0, -1, nil, nil); got != tc.want {
 				t.Errorf("match on %q = %v, want %v", tc.buf, got, tc.want)
 			}
 		})
@@ -279,7 +279,7 @@ func TestRegexpFactors(t *testing.T) {
 		{`x{2,}yzw`, []string{"yzw"}},
 	}
 	for _, tc := range tests {
-		got := regexpFactors(tc.re)
+		got := regexpFactors(tc.re, false)
 		var s []string
 		for _, f := range got {
 			s = append(s, string(f))

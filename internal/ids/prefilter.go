@@ -57,6 +57,11 @@ type acBuildNode struct {
 // newPrefilter builds the automaton; pats[i] is folded here, rules[i] is
 // the rule it belongs to. Identical patterns share one output.
 func newPrefilter(pats [][]byte, ruleIdx []int32) *prefilter {
+	return newPrefilterDense(pats, ruleIdx, denseStates)
+}
+
+// newPrefilterDense is newPrefilter with at most maxDense dense rows.
+func newPrefilterDense(pats [][]byte, ruleIdx []int32, maxDense int) *prefilter {
 	nodes := []acBuildNode{{next: map[byte]int32{}, out: -1}}
 	pf := &prefilter{}
 	patID := map[string]int32{}
@@ -159,7 +164,7 @@ func newPrefilter(pats [][]byte, ruleIdx []int32) *prefilter {
 			pf.edgeNext[e] = t | outFlag
 		}
 	}
-	nd := min(ns, denseStates)
+	nd := min(ns, maxDense)
 	pf.dense = make([][256]int32, nd)
 	for s := 0; s < nd; s++ {
 		for c := 0; c < 256; c++ {
@@ -253,6 +258,25 @@ func (pf *prefilter) scanFrom(s int32, b []byte, off uint64, cs *candSet) int32 
 		}
 	}
 	return s
+}
+
+// any says whether one of the patterns occurs in b.
+func (pf *prefilter) any(b []byte) bool {
+	s := int32(0)
+	dense := pf.dense
+	for _, c := range b {
+		var v int32
+		if int(s) < len(dense) {
+			v = dense[s][foldTable[c]]
+		} else {
+			v = pf.step(s, foldTable[c])
+		}
+		if v&outFlag != 0 {
+			return true
+		}
+		s = v & stateMask
+	}
+	return false
 }
 
 // candSet collects rule indexes without duplicates and without allocating
