@@ -560,9 +560,10 @@ func fold(p []byte) []byte {
 // bufProto is the application protocol a sticky buffer belongs to.
 func bufProto(b rules.Buffer) rules.Proto {
 	switch {
-	case b >= rules.BufHTTPURI && b <= rules.BufHTTPConnection:
+	case b >= rules.BufHTTPURI && b <= rules.BufHTTPConnection, b == rules.BufHTTPAcceptEnc, b == rules.BufHTTPAcceptLang:
 		return rules.ProtoHTTP
-	case b >= rules.BufTLSSNI && b <= rules.BufJA3Hash:
+	case b >= rules.BufTLSSNI && b <= rules.BufJA3Hash,
+		b == rules.BufTLSCerts, b == rules.BufJA3SHash, b == rules.BufTLSCertSerial, b == rules.BufJA3String:
 		return rules.ProtoTLS
 	case b == rules.BufDNSQuery:
 		return rules.ProtoDNS
@@ -584,12 +585,14 @@ var bufDirs = func() (d [rules.NumBuffers]uint8) {
 		rules.BufHTTPURI, rules.BufHTTPURIRaw, rules.BufHTTPMethod, rules.BufHTTPHost, rules.BufHTTPHostRaw,
 		rules.BufHTTPUserAgent, rules.BufHTTPCookie, rules.BufHTTPReferer, rules.BufHTTPRequestLine,
 		rules.BufHTTPRequestBody, rules.BufHTTPAccept, rules.BufTLSSNI, rules.BufJA3Hash, rules.BufDNSQuery,
+		rules.BufHTTPAcceptEnc, rules.BufHTTPAcceptLang, rules.BufJA3String,
 	} {
 		d[b] = toServer
 	}
 	for _, b := range []rules.Buffer{
 		rules.BufHTTPStatCode, rules.BufHTTPStatMsg, rules.BufHTTPResponseLine, rules.BufHTTPResponseBody,
 		rules.BufHTTPServer, rules.BufHTTPLocation, rules.BufTLSCertSubject, rules.BufTLSCertIssuer,
+		rules.BufTLSCerts, rules.BufJA3SHash, rules.BufTLSCertSerial,
 	} {
 		d[b] = toClient
 	}

@@ -78,8 +78,14 @@ type Inspector struct {
 	stats      InspectorStats
 	thresh     thresholds
 
-	pkt     packet
-	fired   []int32 // rules that fired in the current evaluation
+	pkt   packet
+	fired []int32 // rules that fired in the current evaluation
+	// txFired are the rules that fired on the current transaction, kept
+	// across its continuations (tls.certs: one Tx per certificate), so a
+	// rule alerts once per transaction as Suricata's do.
+	txFired []int32
+	txFlow  *flow
+	txID    uint64
 	cands   candSet
 	alerted candSet
 	msc     matchScratch
@@ -608,7 +614,12 @@ func (i *Inspector) emit(tx *applayer.Tx) {
 		payload = i.cur.p.payload
 	}
 	cr.pf[rules.BufPayload].scan(payload, &i.cands)
+	if !tx.Continues || i.txFlow != f || i.txID != tx.ID {
+		i.txFired, i.txFlow, i.txID = i.txFired[:0], f, tx.ID
+	}
+	i.fired = i.fired[:0]
 	i.evaluate(cr.always, i.cands.list, ctxTx, tx.Dir, payload, 0, -1, tx)
+	i.txFired = append(i.txFired, i.fired...)
 }
 
 // evaluate runs the candidates (and the always-candidates) in engine
@@ -631,6 +642,9 @@ func (i *Inspector) evaluate(always, cands []int32, ctx ruleCtx, dir stream.Dir,
 		}
 		if f.passed {
 			return
+		}
+		if ctx == ctxTx && tx.Continues && slices.Contains(i.txFired, r) {
+			continue
 		}
 		cr := e.rules[r]
 		if !i.headerOK(cr, f, dir, ctx, tx) {
@@ -973,6 +987,10 @@ func copyInfo(tx *applayer.Tx) (*applayer.HTTPInfo, *applayer.TLSInfo, *applayer
 		if c.JA3 != nil {
 			j := *c.JA3
 			c.JA3 = &j
+		}
+		if c.JA3S != nil {
+			j := *c.JA3S
+			c.JA3S = &j
 		}
 		t = &c
 	}

@@ -100,10 +100,11 @@ alert tls any any -> any any (msg:"ja3s"; ja3s.hash; content:"%s"; sid:1004;)
 alert tls any any -> any any (msg:"ja3 string"; ja3.string; content:"771,"; startswith; sid:1005;)
 alert tls any any -> any any (msg:"serial and ja3s"; tls.cert_serial; content:"00:E7:F9"; startswith; ja3s.hash; content:"%s"; sid:1006;)
 alert tls any any -> any any (msg:"sni once"; tls.sni; content:"shop.example"; sid:1007;)
+alert tls any any -> any any (msg:"in two certificates of the chain, once"; flow:to_client; tls.certs; content:"Bulkhead Test Root K"; sid:1009;)
 alert tls any any -> any any (msg:"server version once"; flow:to_client; tls.version:1.2; sid:1008;)
 alert tls $EXTERNAL_NET any -> $HOME_NET any (msg:"ET POLICY Request for Jsecoin Browser Miner M2"; flow:established,from_server; tls.cert_serial; content:"00:E7:F9:B6:DE:A6:57:93:E2:44:6A:3B:95:C6:B3:EC:DF"; classtype:policy-violation; sid:2024788; rev:3;)
 `, ja3s, ja3s)
-	want := map[uint32]int{1001: 1, 1002: 1, 1004: 1, 1005: 1, 1006: 1, 1007: 1, 1008: 1, 2024788: 1}
+	want := map[uint32]int{1001: 1, 1002: 1, 1004: 1, 1005: 1, 1006: 1, 1007: 1, 1008: 1, 1009: 1, 2024788: 1}
 	for _, mss := range []int{1460, 5} {
 		got := alertsBySID(t, tlsRules, tcpPackets(t, conv, 443, mss))
 		if !mapsEqual(got, want) {
