@@ -2,13 +2,9 @@ package apiclient
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 
 	"github.com/bulkhead/bulkhead/internal/api"
 )
@@ -19,38 +15,11 @@ import (
 // A file of which no rule loads is refused with an *Error.
 func (c *Client) ImportSignatureSet(ctx context.Context, name string, body io.Reader, gzipped bool) (api.IDSImportResult, error) {
 	var out api.IDSImportResult
-	path := api.Prefix + "/ids/signature-sets/" + url.PathEscape(name)
-	req, err := http.NewRequestWithContext(ctx, "POST", c.base+path, body)
-	if err != nil {
-		return out, fmt.Errorf("apiclient: POST %s: %w", path, err)
-	}
-	req.Header.Set("Content-Type", "text/plain")
+	encoding := ""
 	if gzipped {
-		req.Header.Set("Content-Encoding", "gzip")
+		encoding = "gzip"
 	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return out, fmt.Errorf("apiclient: POST %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return out, fmt.Errorf("apiclient: POST %s: read answer: %w", path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		e := &Error{Status: resp.StatusCode}
-		if json.Unmarshal(data, &e.Body) != nil {
-			e.Body.Error = strings.TrimSpace(string(data))
-		}
-		return out, e
-	}
-	if err := json.Unmarshal(data, &out); err != nil {
-		return out, fmt.Errorf("apiclient: POST %s: decode answer: %w", path, err)
-	}
-	return out, nil
+	return out, c.postStream(ctx, api.Prefix+"/ids/signature-sets/"+url.PathEscape(name), body, encoding, &out)
 }
 
 // SignatureSet returns one set's newest version with every rule that did

@@ -77,7 +77,7 @@ func (c Config) withDefaults() Config {
 		c.LogGroup = nft.DefaultIDSLogGroup
 	}
 	if c.IfName == nil {
-		c.IfName = netlinkIfName(c.NetNS)
+		c.IfName = nfq.IfName(c.NetNS)
 	}
 	if c.StatsInterval <= 0 {
 		c.StatsInterval = time.Minute

@@ -2,13 +2,10 @@ package idsagent
 
 import (
 	"encoding/binary"
-	"fmt"
 	"net/netip"
 	"time"
 
 	"github.com/bulkhead/bulkhead/internal/ids"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
 // worker is one reader goroutine's inspection state: its own flow table
@@ -235,27 +232,4 @@ func (r *Reader) forgetIfNames() {
 	r.ifMu.Lock()
 	clear(r.ifNames)
 	r.ifMu.Unlock()
-}
-
-func netlinkIfName(fd int) func(uint32) (string, error) {
-	return func(index uint32) (string, error) {
-		var (
-			h   *netlink.Handle
-			err error
-		)
-		if fd != 0 {
-			h, err = netlink.NewHandleAt(netns.NsHandle(fd))
-		} else {
-			h, err = netlink.NewHandle()
-		}
-		if err != nil {
-			return "", fmt.Errorf("idsagent: netlink: %w", err)
-		}
-		defer h.Close()
-		l, err := h.LinkByIndex(int(index))
-		if err != nil {
-			return "", fmt.Errorf("idsagent: interface %d: %w", index, err)
-		}
-		return l.Attrs().Name, nil
-	}
 }

@@ -1,11 +1,7 @@
 package l7
 
 import (
-	"fmt"
 	"sync"
-
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/bulkhead/bulkhead/internal/dpi"
 	"github.com/bulkhead/bulkhead/internal/nft"
@@ -48,29 +44,4 @@ func contextOf(r *dpi.Result) nft.L7Context {
 		return nft.L7Context{}
 	}
 	return nft.L7Context{App: r.App.String(), TLSVersion: r.TLSVersionName()}
-}
-
-// netlinkIfName resolves interface indexes in the namespace of fd (0: the
-// caller's).
-func netlinkIfName(fd int) func(uint32) (string, error) {
-	return func(index uint32) (string, error) {
-		var (
-			h   *netlink.Handle
-			err error
-		)
-		if fd != 0 {
-			h, err = netlink.NewHandleAt(netns.NsHandle(fd))
-		} else {
-			h, err = netlink.NewHandle()
-		}
-		if err != nil {
-			return "", fmt.Errorf("l7: netlink: %w", err)
-		}
-		defer h.Close()
-		l, err := h.LinkByIndex(int(index))
-		if err != nil {
-			return "", fmt.Errorf("l7: interface %d: %w", index, err)
-		}
-		return l.Attrs().Name, nil
-	}
 }

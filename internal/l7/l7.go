@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/bulkhead/bulkhead/internal/nfq"
 	"github.com/bulkhead/bulkhead/internal/nft"
 )
 
@@ -161,7 +162,7 @@ func New(cfg Config) (*Reader, error) {
 	r := &Reader{cfg: cfg, log: cfg.Log.With("component", "l7", "queue", cfg.Queue),
 		conns: make(map[connKey]*conn), ring: make([]connKey, cfg.MaxConns), ifNames: map[uint32]string{}}
 	if cfg.IfName == nil {
-		r.cfg.IfName = netlinkIfName(cfg.NetNS)
+		r.cfg.IfName = nfq.IfName(cfg.NetNS)
 	}
 	return r, nil
 }
