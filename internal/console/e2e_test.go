@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +20,6 @@ import (
 	"github.com/bulkhead/bulkhead/internal/api"
 	"github.com/bulkhead/bulkhead/internal/apiclient"
 	"github.com/bulkhead/bulkhead/internal/console"
-	"github.com/bulkhead/bulkhead/internal/manager"
 	"github.com/bulkhead/bulkhead/internal/policy"
 )
 
@@ -69,37 +67,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		need("browser test needs web/node_modules: run make console")
 	}
 
-	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := manager.New(manager.Config{DataDir: dir, Listen: ln.Addr().String(), AgentListen: "127.0.0.1:0"}, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, ln) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		srv.Close()
-	}()
-	adminToken, err := os.ReadFile(filepath.Join(dir, manager.AdminTokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := "https://" + ln.Addr().String()
-	admin, err := apiclient.New(url, strings.TrimSpace(string(adminToken)), srv.CA().CertPEM())
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the manager to answer", func() bool { _, err := admin.WhoAmI(ctx); return err == nil })
+	m := startConsoleManager(t, ctx)
+	url, admin, adminToken := m.url, m.admin, m.adminToken
 	// The console at / leaves the API's own answers alone.
 	var apiErr *apiclient.Error
 	if _, err := admin.Raw(ctx, api.Prefix+"/no-such-route"); !errors.As(err, &apiErr) || apiErr.Status != 404 || !strings.Contains(apiErr.Body.Error, "no route") {
@@ -141,7 +112,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		Manager: boot.AgentAddress, BootstrapToken: boot.Secret, CAFingerprint: boot.CAFingerprint,
 		StateDir: t.TempDir(), HostName: "host-1", IfacePattern: "bhconsolenomatch*",
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
-	}, &recorder{}, quiet)
+	}, &recorder{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,7 +17,6 @@ import (
 	"github.com/bulkhead/bulkhead/internal/dpi"
 	"github.com/bulkhead/bulkhead/internal/ids"
 	"github.com/bulkhead/bulkhead/internal/ids/rules"
-	"github.com/bulkhead/bulkhead/internal/manager"
 	"github.com/bulkhead/bulkhead/internal/policy"
 )
 
@@ -192,37 +189,10 @@ func idsAlerts(t *testing.T, root string, now time.Time, captures ...idsCapture)
 // signatures.
 func TestIDSInBrowser(t *testing.T) {
 	node, root := needBrowser(t)
-	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := manager.New(manager.Config{DataDir: dir, Listen: ln.Addr().String(), AgentListen: "127.0.0.1:0"}, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, ln) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		srv.Close()
-	}()
-	adminToken, err := os.ReadFile(filepath.Join(dir, manager.AdminTokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := "https://" + ln.Addr().String()
-	admin, err := apiclient.New(url, strings.TrimSpace(string(adminToken)), srv.CA().CertPEM())
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the manager to answer", func() bool { _, err := admin.WhoAmI(ctx); return err == nil })
+	m := startConsoleManager(t, ctx)
+	srv, url, admin, adminToken := m.srv, m.url, m.admin, m.adminToken
 	auditor, err := admin.CreateToken(ctx, api.TokenRequest{Name: "ids-auditor", Role: api.RoleAuditor})
 	if err != nil {
 		t.Fatal(err)

@@ -5,11 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,9 +17,7 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/bulkhead/bulkhead/internal/api"
-	"github.com/bulkhead/bulkhead/internal/apiclient"
 	"github.com/bulkhead/bulkhead/internal/flow"
-	"github.com/bulkhead/bulkhead/internal/manager"
 	"github.com/bulkhead/bulkhead/internal/policy"
 
 	_ "github.com/vmware/govmomi/vapi/simulator" // the tags API a sync reads
@@ -134,37 +128,10 @@ func scaleCMDB() string {
 // conflicts panel shows the sources' disagreement.
 func TestConsoleAtScale(t *testing.T) {
 	node, root := needBrowser(t)
-	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := manager.New(manager.Config{DataDir: dir, Listen: ln.Addr().String(), AgentListen: "127.0.0.1:0"}, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, ln) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		srv.Close()
-	}()
-	adminToken, err := os.ReadFile(filepath.Join(dir, manager.AdminTokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := "https://" + ln.Addr().String()
-	admin, err := apiclient.New(url, strings.TrimSpace(string(adminToken)), srv.CA().CertPEM())
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the manager to answer", func() bool { _, err := admin.WhoAmI(ctx); return err == nil })
+	m := startConsoleManager(t, ctx)
+	srv, url, admin, adminToken := m.srv, m.url, m.admin, m.adminToken
 
 	start := time.Now()
 	docs := scaleInventory()
