@@ -24,26 +24,59 @@ import (
 // versions 0 and 1; the forward chain jumps to one of them. A packet's walk
 // through the forward hook reads the forward chain's rules as of one
 // generation, but each set lookup reads the set as of the moment of that
-// lookup, so a diff applied in place could let one packet see the old
-// egress map and the new ingress map. An incremental apply therefore writes
-// its diff into the version no rule points at, and the same batch turns the
-// forward chain to it: every lookup of a walk hits one version, and that
-// version never changes while traffic can reach it.
+// lookup, and a batch's element changes do not become visible at the same
+// instant as its rule changes (the set backends publish them while the
+// commit goes on), so a set must never change while a packet can reach it.
+// An apply therefore runs in two batches: the first writes the version no
+// rule points at (after every walk that could still be in it has ended, see
+// quiesce), the second, which changes no element, turns the forward chain
+// to it. Every lookup of a walk hits one version, and that version does not
+// change while traffic can reach it.
 type Table struct {
 	cfg Config
 
-	mu       sync.Mutex
-	active   int       // the version the forward chain jumps to
-	cur      *compiled // what version active holds; nil: unknown
-	standby  *compiled // what version 1-active holds; nil: unknown
-	switched time.Time // when the forward chain last left the standby version
-	ids      idsKernel // the inspection table (ids_chain.go)
+	mu      sync.Mutex
+	active  int       // the version the forward chain jumps to
+	cur     *compiled // what version active holds; nil: unknown
+	standby *compiled // what version 1-active holds; nil: unknown
+	// grace, when not nil, is closed once no packet can still be walking
+	// the standby version (see left).
+	grace <-chan struct{}
+	ids   idsKernel // the inspection table (ids_chain.go)
 }
 
-// quiet is how long a version is left alone after the forward chain stopped
-// jumping to it, before an incremental apply rewrites it: a packet's walk of
-// the forward hook takes microseconds, so none still reads it then.
-const quiet = 5 * time.Millisecond
+// quiet is how long quiesce waits when the kernel cannot wait for an RCU
+// grace period (membarrier refused): far longer than a walk of the forward
+// hook, which takes microseconds.
+const quiet = 50 * time.Millisecond
+
+// left records that the forward chain has just stopped jumping to what is
+// now the standby version: packets may still be walking it. Every walk of
+// the forward hook runs inside one RCU read-side section, so an RCU grace
+// period that starts after the batch that turned the forward chain
+// outlasts every walk that could have entered the version. membarrier's
+// global command is such a grace period (synchronize_rcu); it runs in the
+// background, so applies further apart than a grace period do not wait.
+// Kernels with nohz_full CPUs refuse it, and a fixed pause stands in.
+func (t *Table) left() {
+	done := make(chan struct{})
+	t.grace = done
+	go func() {
+		defer close(done)
+		const membarrierCmdGlobal = 1 // MEMBARRIER_CMD_GLOBAL
+		if _, _, errno := unix.Syscall(unix.SYS_MEMBARRIER, membarrierCmdGlobal, 0, 0); errno != 0 {
+			time.Sleep(quiet)
+		}
+	}()
+}
+
+// quiesce returns once no packet can still be walking the standby version.
+func (t *Table) quiesce() {
+	if t.grace != nil {
+		<-t.grace
+		t.grace = nil
+	}
+}
 
 // New returns a Table for cfg. It touches nothing in the kernel.
 func New(cfg Config) (*Table, error) {
@@ -125,9 +158,12 @@ func (t *Table) withIDS(st *HostState) func(Stats, error) (Stats, error) {
 	}
 }
 
-// ApplyFull replaces the whole table with st (delete and recreate in one
-// batch), then fills the standby version in a second batch: the way to
-// start, to recover from drift, or to change Config.
+// ApplyFull installs st in full: the way to start or to recover from
+// drift. On a table that holds what this Table applied, it rebuilds the
+// standby version from scratch, turns the forward chain to it in a batch of
+// its own, then rebuilds the other version (see rebuild); otherwise (the
+// first apply, a refused rebuild, other FQDN sets) it replaces the whole
+// table in one batch, then fills the standby version in a second.
 func (t *Table) ApplyFull(st *HostState) (Stats, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -140,10 +176,11 @@ func (t *Table) ApplyFull(st *HostState) (Stats, error) {
 }
 
 // ApplyIncremental installs st as a diff: the standby version's set elements
-// are brought to st, its chains rewritten only if the defaults changed, and
-// the forward chain (three rules, carrying the revision) turned to it, in
-// one batch. If the kernel refuses the batch (someone changed the table),
-// nothing changes and the error says so; Apply would then replace the table.
+// are brought to st and its chains rewritten only if the defaults changed,
+// in one batch, then the forward chain (carrying the revision) is turned to
+// it in a second batch that changes no element. If the kernel refuses a
+// batch (someone changed the table), the forward chain has not moved and
+// the error says so; Apply would then apply in full.
 func (t *Table) ApplyIncremental(st *HostState) (Stats, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -297,7 +334,26 @@ func (t *Table) allChains(v int, cv, cw *compiled) []chainSpec {
 
 func batchSize(n int) int { return 64<<10 + n*72 }
 
+// full installs comp in full. When the table holds what this Table last
+// applied, it rebuilds the standby version from scratch and turns the
+// forward chain to it (rebuild), so that no object a packet may be walking
+// changes. Otherwise (the first apply, an unknown or drifted table, other
+// FQDN sets) it replaces the table.
 func (t *Table) full(comp *compiled, compileTime time.Duration) (Stats, error) {
+	if t.cur != nil && sameFQDN(comp, t.cur) {
+		if st, err := t.rebuild(comp, compileTime); err == nil {
+			return st, nil
+		}
+	}
+	return t.replace(comp, compileTime)
+}
+
+// replace deletes and recreates the table in one batch. Not atomic for a
+// packet crossing the commit: the new forward chain is hooked, without
+// rules, before the commit, and the old one still runs after it, its sets'
+// elements gone; such a packet was seen passing both undecided (ct mark 0).
+// Hence only for a table in an unknown state, or when the FQDN sets change.
+func (t *Table) replace(comp *compiled, compileTime time.Duration) (Stats, error) {
 	start := time.Now()
 	counts := comp.counts()
 	total := 0
@@ -348,7 +404,8 @@ func (t *Table) full(comp *compiled, compileTime time.Duration) (Stats, error) {
 		t.cur, t.standby = nil, nil // the kernel state is unknown now
 		return Stats{}, fmt.Errorf("nft: apply revision %d (full): %w", comp.revision, err)
 	}
-	t.active, t.cur, t.standby, t.switched = 0, comp, nil, time.Now()
+	// Version 1 of the new table was never jumped to.
+	t.active, t.cur, t.standby, t.grace = 0, comp, nil, nil
 	st := Stats{
 		Mode: ModeFull, Revision: comp.revision, Added: total, Counts: counts,
 		Compile: compileTime, Kernel: time.Since(start),
@@ -358,6 +415,71 @@ func (t *Table) full(comp *compiled, compileTime time.Duration) (Stats, error) {
 	st.StandbyErr = t.fillStandby(comp, total)
 	st.Standby = time.Since(start)
 	return st, nil
+}
+
+// rebuild brings the standby version to comp whatever it holds (its sets
+// flushed and refilled, its chains rewritten) and then, in a batch that
+// changes no element, turns the forward chain to it and rewrites the shared
+// chains; then it does the same to the other version, so that both hold
+// comp for the next incremental apply.
+func (t *Table) rebuild(comp *compiled, compileTime time.Duration) (Stats, error) {
+	counts := comp.counts()
+	total := 0
+	for _, n := range counts {
+		total += n
+	}
+	st := Stats{Mode: ModeFull, Revision: comp.revision, Added: total, Counts: counts, Compile: compileTime}
+	start := time.Now()
+	v := 1 - t.active
+	if err := t.refill(comp, v, total); err != nil {
+		return Stats{}, err
+	}
+	c, err := t.conn(0)
+	if err != nil {
+		return Stats{}, err
+	}
+	specs := comp.chains(t.cfg, t.setDefs(v), v)
+	shared := append([]chainSpec{specs[0]}, specs[3:]...)
+	t.addChains(c, shared, false)
+	if err := c.Flush(); err != nil {
+		return Stats{}, fmt.Errorf("nft: apply revision %d (full): %w", comp.revision, err)
+	}
+	t.active, t.standby, t.cur = v, t.cur, comp
+	t.left()
+	st.Version = v
+	st.Kernel = time.Since(start)
+	start = time.Now()
+	if err := t.refill(comp, 1-v, total); err != nil {
+		t.standby = nil
+		st.StandbyErr = err
+	} else {
+		t.standby = comp
+	}
+	st.Standby = time.Since(start)
+	return st, nil
+}
+
+// refill makes version v, which the forward chain does not jump to, hold
+// comp: its sets flushed and refilled and its chains rewritten, in one batch.
+func (t *Table) refill(comp *compiled, v, total int) error {
+	t.quiesce()
+	c, err := t.conn(batchSize(total))
+	if err != nil {
+		return err
+	}
+	sets := t.setDefs(v)
+	for _, name := range versioned {
+		c.FlushSet(sets[name])
+		if err := addElems(c, sets[name], comp.elements(name), false); err != nil {
+			return fmt.Errorf("nft: apply revision %d: version %d: %w", comp.revision, v, err)
+		}
+	}
+	specs := comp.chains(t.cfg, sets, v)
+	t.addChains(c, specs[1:3], false)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nft: apply revision %d: rebuild version %d: %w", comp.revision, v, err)
+	}
+	return nil
 }
 
 func (t *Table) fillStandby(comp *compiled, total int) error {
@@ -461,9 +583,7 @@ func sameSlice(a, b []interval) bool {
 func (t *Table) incremental(comp *compiled, compileTime time.Duration) (Stats, error) {
 	v := 1 - t.active
 	base := t.standby // what version v holds
-	if d := time.Since(t.switched); d < quiet {
-		time.Sleep(quiet - d)
-	}
+	t.quiesce()
 	start := time.Now()
 	type change struct {
 		set      string
@@ -535,25 +655,31 @@ func (t *Table) incremental(comp *compiled, compileTime time.Duration) (Stats, e
 		}
 		st.Added += len(ch.add)
 	}
-	// The forward chain moves to version v and carries the revision.
 	// Version v's own chains are rewritten only when a default changed:
 	// rewriting a rule that looks up a big map costs the kernel a walk
 	// over the map. If the table or a chain is gone, the whole batch
 	// fails and nothing changes.
 	specs := comp.chains(t.cfg, sets, v)
-	rewrite := specs[:1]
 	if comp.egressDef != base.egressDef || comp.ingressDef != base.ingressDef {
-		rewrite = specs[:3]
+		t.addChains(c, specs[1:3], false)
 	}
+	if err := c.Flush(); err != nil {
+		// The kernel rolled back the whole batch: it still holds what it did.
+		return Stats{}, fmt.Errorf("nft: apply revision %d (incremental): %w", comp.revision, err)
+	}
+	t.standby = comp // version v holds comp; nothing jumps to it yet
+	// Second batch, no element in it: the forward chain moves to version v
+	// and carries the revision.
+	rewrite := specs[:1]
 	if comp.l7FailOpen != base.l7FailOpen || comp.l7FailOpen != t.cur.l7FailOpen {
 		rewrite = append(slices.Clip(rewrite), specs[len(specs)-2]) // the l7 chain
 	}
 	t.addChains(c, rewrite, false)
 	if err := c.Flush(); err != nil {
-		// The kernel rolled back the whole batch: it still holds what it did.
-		return Stats{}, fmt.Errorf("nft: apply revision %d (incremental): %w", comp.revision, err)
+		return Stats{}, fmt.Errorf("nft: apply revision %d (incremental): turn to version %d: %w", comp.revision, v, err)
 	}
-	t.active, t.standby, t.cur, t.switched = v, t.cur, comp, time.Now()
+	t.active, t.standby, t.cur = v, t.cur, comp
+	t.left()
 	st.Kernel = time.Since(start)
 	return st, nil
 }

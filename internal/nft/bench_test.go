@@ -342,6 +342,25 @@ func BenchmarkApply(b *testing.B) {
 		b.ReportMetric(float64((compile+kernel).Microseconds())/1e3/float64(b.N), "enforced-ms/op")
 		b.ReportMetric(float64(standby.Microseconds())/1e3/float64(b.N), "standby-ms/op")
 	})
+	// A full apply on a table that holds what it applied: the standby
+	// version rebuilt, the forward chain turned to it, the other rebuilt.
+	b.Run("full-rebuild-100k", func(b *testing.B) {
+		if _, err := e.table.ApplyFull(st); err != nil {
+			b.Fatal(err)
+		}
+		var kernel, standby time.Duration
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			s, err := e.table.ApplyFull(st)
+			if err != nil || s.StandbyErr != nil {
+				b.Fatal(err, s.StandbyErr)
+			}
+			kernel += s.Kernel
+			standby += s.Standby
+		}
+		b.ReportMetric(float64(kernel.Microseconds())/1e3/float64(b.N), "kernel-ms/op")
+		b.ReportMetric(float64(standby.Microseconds())/1e3/float64(b.N), "standby-ms/op")
+	})
 	b.Run("incremental-member", func(b *testing.B) {
 		if _, err := e.table.ApplyFull(st); err != nil {
 			b.Fatal(err)

@@ -36,9 +36,9 @@ import (
 //
 // The sets themselves are declared with the table (ipv4_addr and
 // ipv6_addr, flags timeout), not per version: the snooper fills one set for
-// both versions. A full apply recreates the table and so empties them; the
-// agent then writes them again from its cache (dnssnoop.Sets.Sync). A
-// change of the FQDN sets or of the dispatches needs a full apply.
+// both versions. A full apply that recreates the table (a change of the
+// FQDN sets or of the dispatches needs one) empties them; the agent then
+// writes them again from its cache (dnssnoop.Sets.Sync).
 //
 // The Go side of the walk (Decider, used by the L7 queue reader) does not
 // know the sets: it treats FQDN entries as not matching.

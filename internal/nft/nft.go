@@ -96,14 +96,19 @@
 //
 // # Applying
 //
-// Table.ApplyFull deletes and recreates the table in one batch (version 0
-// decides), then fills version 1 in a second batch that no packet reads.
 // Table.ApplyIncremental writes only the element differences into the
-// version no packet reads and, in the same batch, turns the forward chain
-// (three rules, which also carry the revision) to it. Table.Apply picks the
-// diff when it can and falls back to a full apply if the kernel refuses it.
-// Either way a revision takes effect in one batch and every packet is
-// decided by one revision. Verify reads the table back (revision, active
+// version no packet reads (once an RCU grace period has passed since the
+// forward chain left it), then, in a second batch that changes no element,
+// turns the forward chain (which also carries the revision) to it: the
+// kernel publishes a batch's element changes while its commit goes on, not
+// at the instant the rules change, so a set a packet can reach must never
+// change in the batch that points packets at it. Table.ApplyFull does the
+// same with the standby version rebuilt from scratch, then rebuilds the
+// other; only for a table in an unknown state (the first apply, drift, a
+// change of the FQDN sets) does it delete and recreate the table in one
+// batch. Table.Apply picks the diff when it can and falls back to a full
+// apply if the kernel refuses it. Either way a revision takes effect in one
+// batch and every packet is decided by one revision. Verify reads the table back (revision, active
 // version, rules, element counts, optionally every element) to detect
 // drift; Remove uninstalls.
 package nft
