@@ -10,8 +10,8 @@ import (
 	"time"
 
 	nflog "github.com/florianl/go-nflog/v2"
-	"github.com/mdlayher/netlink"
-	"golang.org/x/sys/unix"
+
+	"github.com/bulkhead/bulkhead/internal/flow"
 )
 
 // SnooperConfig configures a Snooper. Zero values take defaults.
@@ -199,20 +199,17 @@ func (s *Snooper) message(msg []byte) {
 // idle TCP streams every ExpireEvery. It returns an error if it cannot bind
 // the group or the socket fails beyond recovery.
 func (s *Snooper) Run(ctx context.Context) error {
-	nf, err := nflog.Open(&nflog.Config{
+	nf, err := flow.OpenNFLog(&nflog.Config{
 		NetNS:    s.cfg.NetNS,
 		Group:    s.cfg.Group,
 		Copymode: nflog.CopyPacket,
 		Bufsize:  s.cfg.SnapLen,
 		QThresh:  1,
-	})
+	}, "dnssnoop", s.cfg.Log)
 	if err != nil {
-		return fmt.Errorf("dnssnoop: nflog group %d: %w", s.cfg.Group, err)
+		return err
 	}
 	defer nf.Close()
-	if err := nf.SetOption(netlink.NoENOBUFS, false); err != nil {
-		s.cfg.Log.Debug("dnssnoop: nflog: ENOBUFS reporting", "err", err)
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	fatal := make(chan error, 1)
@@ -236,27 +233,7 @@ func (s *Snooper) Run(ctx context.Context) error {
 		s.Handle(*a.Payload, now)
 		return 0
 	}
-	onErr := func(err error) int {
-		if ctx.Err() != nil {
-			return 1
-		}
-		if errors.Is(err, unix.ENOBUFS) {
-			n := s.overruns.Add(1)
-			if n&(n-1) == 0 {
-				s.cfg.Log.Warn("dnssnoop: nflog messages lost: reader too slow", "group", s.cfg.Group, "overruns", n)
-			}
-			return 0
-		}
-		var op *netlink.OpError
-		if errors.As(err, &op) && (op.Timeout() || op.Temporary()) {
-			return 0
-		}
-		select {
-		case fatal <- err:
-		default:
-		}
-		return 1
-	}
+	onErr := flow.NFLogErrors(ctx, "dnssnoop", s.cfg.Group, &s.overruns, s.cfg.Log, func(err error) { fatal <- err })
 	if err := nf.RegisterWithErrorFunc(ctx, hook, onErr); err != nil {
 		return fmt.Errorf("dnssnoop: nflog group %d: %w", s.cfg.Group, err)
 	}

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	nflog "github.com/florianl/go-nflog/v2"
-	"github.com/mdlayher/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // DropReaderConfig configures a DropReader. Zero values take defaults.
@@ -137,21 +135,17 @@ func (d *DropReader) Handle(payload []byte, mark uint32, now time.Time) {
 // Run reads until ctx is done, then closes the last window. It returns an
 // error if it cannot bind the group or the socket fails beyond recovery.
 func (d *DropReader) Run(ctx context.Context) error {
-	nf, err := nflog.Open(&nflog.Config{
+	nf, err := OpenNFLog(&nflog.Config{
 		NetNS:    d.cfg.NetNS,
 		Group:    d.cfg.Group,
 		Copymode: nflog.CopyPacket,
 		Bufsize:  d.cfg.SnapLen,
-	})
+	}, "flow", d.cfg.Log)
 	if err != nil {
-		return fmt.Errorf("flow: nflog group %d: %w", d.cfg.Group, err)
+		return err
 	}
 	defer d.agg.Flush()
 	defer nf.Close()
-	// Read errors rather than lose messages silently.
-	if err := nf.SetOption(netlink.NoENOBUFS, false); err != nil {
-		d.cfg.Log.Debug("flow: nflog: ENOBUFS reporting", "err", err)
-	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -172,27 +166,7 @@ func (d *DropReader) Run(ctx context.Context) error {
 		d.Handle(*a.Payload, mark, now)
 		return 0
 	}
-	onErr := func(err error) int {
-		if ctx.Err() != nil {
-			return 1
-		}
-		if errors.Is(err, unix.ENOBUFS) {
-			n := d.overruns.Add(1)
-			if n&(n-1) == 0 {
-				d.cfg.Log.Warn("flow: nflog messages lost: reader too slow", "group", d.cfg.Group, "overruns", n)
-			}
-			return 0
-		}
-		var op *netlink.OpError
-		if errors.As(err, &op) && (op.Timeout() || op.Temporary()) {
-			return 0
-		}
-		select {
-		case fatal <- err:
-		default:
-		}
-		return 1
-	}
+	onErr := NFLogErrors(ctx, "flow", d.cfg.Group, &d.overruns, d.cfg.Log, func(err error) { fatal <- err })
 	if err := nf.RegisterWithErrorFunc(ctx, hook, onErr); err != nil {
 		return fmt.Errorf("flow: nflog group %d: %w", d.cfg.Group, err)
 	}

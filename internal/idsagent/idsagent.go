@@ -21,9 +21,8 @@ import (
 	"time"
 
 	nflog "github.com/florianl/go-nflog/v2"
-	"github.com/mdlayher/netlink"
-	"golang.org/x/sys/unix"
 
+	"github.com/bulkhead/bulkhead/internal/flow"
 	"github.com/bulkhead/bulkhead/internal/ids"
 	"github.com/bulkhead/bulkhead/internal/nfq"
 	"github.com/bulkhead/bulkhead/internal/nft"
@@ -197,17 +196,14 @@ func (r *Reader) Run(ctx context.Context) error {
 		}
 		qcs = append(qcs, qc)
 	}
-	nf, err := nflog.Open(&nflog.Config{
+	nf, err := flow.OpenNFLog(&nflog.Config{
 		NetNS: r.cfg.NetNS, Group: r.cfg.LogGroup, Copymode: nflog.CopyPacket, Bufsize: 0xffff,
 		Timeout: 1, // 10 ms: copies reach the engine soon after the packet passed
-	})
+	}, "idsagent", r.log)
 	if err != nil {
-		return fmt.Errorf("idsagent: nflog group %d: %w", r.cfg.LogGroup, err)
+		return err
 	}
 	defer nf.Close()
-	if err := nf.SetOption(netlink.NoENOBUFS, false); err != nil {
-		r.log.Debug("idsagent: nflog: ENOBUFS reporting", "err", err)
-	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -234,7 +230,6 @@ func (r *Reader) Run(ctx context.Context) error {
 // on go-nflog's receive goroutine (so one flow table sees both directions).
 func (r *Reader) readLog(ctx context.Context, nf *nflog.Nflog, fatal func(error)) error {
 	w := r.newWorker(false)
-	var once sync.Once
 	hook := func(a nflog.Attribute) int {
 		if a.Payload == nil {
 			r.errs.Add(1)
@@ -255,23 +250,9 @@ func (r *Reader) readLog(ctx context.Context, nf *nflog.Nflog, fatal func(error)
 		w.handle(ts, *a.Payload, in, out)
 		return 0
 	}
-	onErr := func(err error) int {
-		if ctx.Err() != nil {
-			return 1
-		}
-		if errors.Is(err, unix.ENOBUFS) {
-			if n := r.overruns.Add(1); n&(n-1) == 0 {
-				r.log.Warn("idsagent: NFLOG copies lost: reader too slow", "group", r.cfg.LogGroup, "overruns", n)
-			}
-			return 0
-		}
-		var op *netlink.OpError
-		if errors.As(err, &op) && (op.Timeout() || op.Temporary()) {
-			return 0
-		}
-		once.Do(func() { fatal(fmt.Errorf("idsagent: nflog group %d: %w", r.cfg.LogGroup, err)) })
-		return 1
-	}
+	onErr := flow.NFLogErrors(ctx, "idsagent", r.cfg.LogGroup, &r.overruns, r.log, func(err error) {
+		fatal(fmt.Errorf("idsagent: nflog group %d: %w", r.cfg.LogGroup, err))
+	})
 	if err := nf.RegisterWithErrorFunc(ctx, hook, onErr); err != nil {
 		return fmt.Errorf("idsagent: nflog group %d: %w", r.cfg.LogGroup, err)
 	}
