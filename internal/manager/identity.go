@@ -343,18 +343,11 @@ func (s *Server) handleSyncDirectorySource(w http.ResponseWriter, r *http.Reques
 // read. A failed sync is recorded on the source and keeps the old users
 // and groups.
 func (s *Server) syncDirectory(ctx context.Context, is store.IdentityStore, src store.DirectorySource, actor string) (api.DirectorySync, error) {
-	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
-	defer cancel()
-	started := s.now()
-	res, err := s.pullDirectory(ctx, is, src, actor)
-	msg := ""
-	if err != nil {
-		msg = err.Error()
-	}
-	if rerr := is.RecordDirectorySync(context.WithoutCancel(ctx), src.Name, started, msg); rerr != nil && err == nil {
-		err = rerr
-	}
-	return res, err
+	return recordedSync(ctx, s.now(),
+		func(ctx context.Context) (api.DirectorySync, error) { return s.pullDirectory(ctx, is, src, actor) },
+		func(ctx context.Context, started time.Time, msg string) error {
+			return is.RecordDirectorySync(ctx, src.Name, started, msg)
+		})
 }
 
 func (s *Server) pullDirectory(ctx context.Context, is store.IdentityStore, src store.DirectorySource, actor string) (api.DirectorySync, error) {
@@ -453,7 +446,7 @@ func (s *Server) syncDueDirectories(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if src.Interval <= 0 || !src.LastSync.IsZero() && s.now().Sub(src.LastSync) < src.Interval {
+		if !syncDue(src.Interval, src.LastSync, s.now()) {
 			continue
 		}
 		if _, err := s.syncDirectory(ctx, is, src, "source:"+src.Name); err != nil {

@@ -454,19 +454,36 @@ func (s *Server) handleSyncSource(w http.ResponseWriter, r *http.Request) error 
 // syncSource reads a vCenter and replaces its records. A failed sync is
 // recorded on the source and keeps its previous records.
 func (s *Server) syncSource(ctx context.Context, ss store.SourceStore, src store.Source, actor string) (api.InventoryResult, error) {
+	return recordedSync(ctx, s.now(),
+		func(ctx context.Context) (api.InventoryResult, error) { return s.pullSource(ctx, src, actor) },
+		func(ctx context.Context, started time.Time, msg string) error {
+			return ss.RecordSync(ctx, src.Name, started, msg)
+		})
+}
+
+// recordedSync runs one sync of a source (inventory or directory) under
+// syncTimeout and records the attempt — its start and error text — with
+// record, even when the request that asked for it ended. pull must leave
+// what the last sync read in place when it fails.
+func recordedSync[T any](ctx context.Context, started time.Time, pull func(context.Context) (T, error),
+	record func(ctx context.Context, started time.Time, msg string) error) (T, error) {
 	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
-	started := s.now()
-	res, err := s.pullSource(ctx, src, actor)
+	res, err := pull(ctx)
 	msg := ""
 	if err != nil {
 		msg = err.Error()
 	}
-	// Record the attempt even when the request that asked for it ended.
-	if rerr := ss.RecordSync(context.WithoutCancel(ctx), src.Name, started, msg); rerr != nil && err == nil {
+	if rerr := record(context.WithoutCancel(ctx), started, msg); rerr != nil && err == nil {
 		err = rerr
 	}
 	return res, err
+}
+
+// syncDue says whether a source synced every interval (0: only on
+// request) whose last attempt was at last is due at now.
+func syncDue(interval time.Duration, last, now time.Time) bool {
+	return interval > 0 && (last.IsZero() || now.Sub(last) >= interval)
 }
 
 func (s *Server) pullSource(ctx context.Context, src store.Source, actor string) (api.InventoryResult, error) {
@@ -516,7 +533,7 @@ func (s *Server) syncDueSources(ctx context.Context, ss store.SourceStore) {
 		if ctx.Err() != nil {
 			return
 		}
-		if src.Interval <= 0 || !src.LastSync.IsZero() && s.now().Sub(src.LastSync) < src.Interval {
+		if !syncDue(src.Interval, src.LastSync, s.now()) {
 			continue
 		}
 		if _, err := s.syncSource(ctx, ss, src, "source:"+src.Name); err != nil {
