@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,7 +11,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -44,28 +44,13 @@ func newIdentityUsersCmd(g *globals) *cobra.Command {
 		Example: `  bulkhead identity users
   bulkhead identity users --group hr`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.checkOutput(); err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			users, err := c.DirectoryUsers(ctx(cmd), group)
-			if err != nil {
-				return err
-			}
-			if g.output != "table" {
-				return g.printData(users)
-			}
-			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tDISPLAY NAME\tSOURCE\tGROUPS")
-			for _, u := range users {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Name, dash(u.Display), u.Source, dash(strings.Join(u.Groups, ",")))
-			}
-			return tw.Flush()
+		RunE: listRun(g, func(c *apiclient.Client, ctx context.Context) ([]api.DirectoryUser, error) {
+			return c.DirectoryUsers(ctx, group)
 		},
+			[]string{"NAME", "DISPLAY NAME", "SOURCE", "GROUPS"},
+			func(u api.DirectoryUser) []string {
+				return []string{u.Name, dash(u.Display), u.Source, dash(strings.Join(u.Groups, ","))}
+			}),
 	}
 	cmd.Flags().StringVar(&group, "group", "", "only users in this directory group, directly or through nesting")
 	return cmd
@@ -76,28 +61,11 @@ func newIdentityGroupsCmd(g *globals) *cobra.Command {
 		Use:   "groups",
 		Short: "List synced directory groups: nested groups and every user in them",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.checkOutput(); err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			groups, err := c.DirectoryGroups(ctx(cmd))
-			if err != nil {
-				return err
-			}
-			if g.output != "table" {
-				return g.printData(groups)
-			}
-			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSOURCE\tNESTED GROUPS\tMEMBERS")
-			for _, gr := range groups {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", gr.Name, gr.Source, dash(strings.Join(gr.Groups, ",")), dash(strings.Join(gr.Members, ",")))
-			}
-			return tw.Flush()
-		},
+		RunE: listRun(g, (*apiclient.Client).DirectoryGroups,
+			[]string{"NAME", "SOURCE", "NESTED GROUPS", "MEMBERS"},
+			func(gr api.DirectoryGroup) []string {
+				return []string{gr.Name, gr.Source, dash(strings.Join(gr.Groups, ",")), dash(strings.Join(gr.Members, ","))}
+			}),
 	}
 }
 
@@ -109,33 +77,17 @@ func newIdentitySessionsCmd(g *globals) *cobra.Command {
 		Example: `  bulkhead identity sessions --open
   bulkhead identity sessions --ip 10.77.5.10`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.checkOutput(); err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			ss, err := c.IdentitySessions(ctx(cmd), q)
-			if err != nil {
-				return err
-			}
-			if g.output != "table" {
-				return g.printData(ss)
-			}
-			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "USER\tADDRESS\tPORTS\tSTART\tEND\tSOURCE\tGROUPS")
-			for _, s := range ss {
+		RunE: listRun(g, func(c *apiclient.Client, ctx context.Context) ([]api.IdentitySession, error) {
+			return c.IdentitySessions(ctx, q)
+		},
+			[]string{"USER", "ADDRESS", "PORTS", "START", "END", "SOURCE", "GROUPS"},
+			func(s api.IdentitySession) []string {
 				end := "(open)"
 				if s.End != nil {
 					end = s.End.Local().Format(time.DateTime)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.User, s.IP, dash(s.Ports), s.Start.Local().Format(time.DateTime), end,
-					s.Source, dash(strings.Join(s.Groups, ",")))
-			}
-			return tw.Flush()
-		},
+				return []string{s.User, s.IP, dash(s.Ports), s.Start.Local().Format(time.DateTime), end, s.Source, dash(strings.Join(s.Groups, ","))}
+			}),
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&q.IP, "ip", "", "only sessions at this address")

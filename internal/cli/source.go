@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -97,24 +98,9 @@ func newSourceListCmd(g *globals) *cobra.Command {
 		Use:   "list",
 		Short: "List inventory sources with their record counts and last sync",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.checkOutput(); err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			srcs, err := c.Sources(ctx(cmd))
-			if err != nil {
-				return err
-			}
-			if g.output != "table" {
-				return g.printData(srcs)
-			}
-			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tKIND\tURL\tINTERVAL\tRECORDS\tLAST SYNC\tLAST ERROR")
-			for _, s := range srcs {
+		RunE: listRun(g, (*apiclient.Client).Sources,
+			[]string{"NAME", "KIND", "URL", "INTERVAL", "RECORDS", "LAST SYNC", "LAST ERROR"},
+			func(s api.Source) []string {
 				last := "-"
 				if s.LastSync != nil {
 					last = s.LastSync.Local().Format(time.DateTime)
@@ -126,10 +112,8 @@ func newSourceListCmd(g *globals) *cobra.Command {
 				if !s.Configured {
 					url, interval = "(imported)", "-"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", s.Name, s.Kind, url, interval, s.Records, last, dash(s.LastError))
-			}
-			return tw.Flush()
-		},
+				return []string{s.Name, s.Kind, url, interval, strconv.Itoa(s.Records), last, dash(s.LastError)}
+			}),
 	}
 }
 
